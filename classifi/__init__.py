@@ -1,0 +1,1 @@
+"""The ``classifi`` command line: a thin front end over core's services."""

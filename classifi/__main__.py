@@ -1,0 +1,3 @@
+from classifi.cli import main
+
+main()

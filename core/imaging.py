@@ -1,0 +1,121 @@
+"""Photo validation: every photo from any source passes here before it is stored or classified.
+
+The checks run in order of cost: byte size, format sniffed from content, pixel count read from
+the header (before any decoding, so a decompression bomb never expands), then a full decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.config import Settings
+from core.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+
+# Formats we accept, with the extension we store them under.
+EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
+
+@dataclass(frozen=True)
+class CheckedPhoto:
+    """A photo that passed every check: its original bytes and its decoded RGB image."""
+
+    data: bytes
+    sha256: str
+    image: Image.Image  # RGB, EXIF orientation applied
+    image_format: str
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.image_format]
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.image_format]
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB from any mode: alpha is composited on white, 16-bit is scaled, CMYK converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        high = array.max() if array.size else 0.0
+        scale = 255.0 / high if high > 255 else 1.0
+        image = Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
+    """Validate and decode ``data``; raise an :class:`InvalidImage` subclass saying why not."""
+    if not data:
+        raise InvalidImage("The file is empty (0 bytes).", reason="empty")
+    if len(data) > settings.max_upload_bytes:
+        raise ImageTooLarge(
+            f"The file is {len(data) / 1e6:.1f} MB, above the {settings.max_upload_bytes / 1e6:.1f} MB "
+            "limit (setting max_upload_bytes)."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data), formats=list(EXTENSIONS))
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        if isinstance(exc, UnidentifiedImageError):
+            raise UnsupportedMediaType(
+                f"Not a supported image: accepted formats are {', '.join(sorted(EXTENSIONS))}."
+            ) from None
+        raise ImageTooLarge(f"The image has too many pixels: {exc}") from None
+    except Exception as exc:  # Pillow raises many types on hostile headers
+        raise InvalidImage(f"The image header is corrupt: {exc}", reason="corrupt") from None
+
+    with opened:
+        width, height = opened.size
+        if width * height > settings.max_image_pixels:
+            raise ImageTooLarge(
+                f"The image is {width}x{height} = {width * height / 1e6:.0f} megapixels, above the "
+                f"{settings.max_image_pixels / 1e6:.0f} MP limit (setting max_image_pixels)."
+            )
+        if min(width, height) < settings.min_image_side:
+            raise InvalidImage(
+                f"The image is {width}x{height}, smaller than {settings.min_image_side} px on a side "
+                "(setting min_image_side).",
+                reason="too_small",
+            )
+        image_format = str(opened.format)
+        try:
+            opened.seek(0)  # the first frame of an animation
+            opened.load()
+            oriented = ImageOps.exif_transpose(opened)
+            rgb = _to_rgb(oriented)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise InvalidImage(f"The image is corrupt or truncated: {exc}", reason="corrupt") from None
+    return CheckedPhoto(data=data, sha256=sha256_of(data), image=rgb, image_format=image_format)

@@ -1,0 +1,164 @@
+"""Real services for the tests: PostgreSQL, an S3 endpoint and Redis, all on 127.0.0.1.
+
+Each fixture uses the URL that ``.ci/run`` exported when there is one, else starts the
+service itself in a temp dir (and stops it by PID). When neither works the test is skipped
+with the reason, except under CI (``CI=true``), where a missing service is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI must provide this service: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server URL (without database name); each test makes its own database."""
+    if url := os.environ.get("CLASSIFI_TEST_POSTGRES_URL"):
+        yield url.rstrip("/")
+        return
+    pg_bin = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+    if pg_bin is None or shutil.which("su") is None:
+        unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin)")
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="classifi-pg-"))
+    port = free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(data_dir, "postgres")
+    subprocess.run([*as_postgres, str(pg_bin / "initdb"), "-D", str(data_dir / "db"), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(data_dir / "db"), "-w", "-l",
+                    str(data_dir / "log"), "-o", f"-h 127.0.0.1 -p {port} -k {data_dir}", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(data_dir / "db"), "-m", "fast",
+                        "stop"], capture_output=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"classifi_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{postgres_server}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 HTTP endpoint URL (moto in server mode unless CI exported another)."""
+    if url := os.environ.get("CLASSIFI_TEST_S3_ENDPOINT"):
+        yield url
+        return
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        unavailable("moto[server] is not installed: pip install 'moto[server]'")
+        return
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture
+def s3_store_url(s3_endpoint: str) -> str:
+    """A store URL on a fresh bucket of the S3 endpoint."""
+    return f"s3://classifi-test-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    if url := os.environ.get("CLASSIFI_TEST_REDIS_URL"):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed: apt-get install redis-server")
+        return
+    port = free_port()
+    work_dir = tempfile.mkdtemp(prefix="classifi-redis-")
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", work_dir],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """A Redis URL on a database of its own, flushed first."""
+    import redis
+
+    database = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) + 1
+    url = f"{redis_server}/{database}"
+    redis.Redis.from_url(url).flushdb()
+    return url
