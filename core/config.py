@@ -145,9 +145,13 @@ def load_settings(
         from_env["torch_home"] = environ["TORCH_HOME"]
 
     home = Path(
-        (overrides or {}).get("home") or from_env.get("home") or Settings.model_fields["home"].default_factory()  # type: ignore[misc]
+        (overrides or {}).get("home")
+        or from_env.get("home")
+        or Settings.model_fields["home"].default_factory()  # type: ignore[misc]
     ).expanduser()
-    path = config_file or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if environ.get(f"{ENV_PREFIX}CONFIG") else None)
+    path = config_file or (
+        Path(environ[f"{ENV_PREFIX}CONFIG"]) if environ.get(f"{ENV_PREFIX}CONFIG") else None
+    )
     if path is None and (home / "config.toml").is_file():
         path = home / "config.toml"
 
@@ -161,7 +165,9 @@ def load_settings(
             raise ConfigError(f"Config file {path} is not valid TOML: {exc}") from None
         for name in from_file:
             if name not in Settings.model_fields:
-                raise ConfigError(f"Unknown setting {name!r} in {path}: remove it or check its spelling.")
+                raise ConfigError(
+                    f"Unknown setting {name!r} in {path}: remove it or check its spelling."
+                )
         from_file["config_file"] = path
 
     merged = {**from_file, **from_env, **(overrides or {})}
@@ -169,6 +175,7 @@ def load_settings(
         return Settings(**merged)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ConfigError(f"Invalid settings: {problems}") from None

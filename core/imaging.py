@@ -18,7 +18,14 @@ from core.config import Settings
 from core.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 
 # Formats we accept, with the extension we store them under.
-EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+EXTENSIONS = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+}
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -88,7 +95,11 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(data), formats=list(EXTENSIONS))
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as exc:
         if isinstance(exc, UnidentifiedImageError):
             raise UnsupportedMediaType(
                 f"Not a supported image: accepted formats are {', '.join(sorted(EXTENSIONS))}."
@@ -117,5 +128,7 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
             oriented = ImageOps.exif_transpose(opened)
             rgb = _to_rgb(oriented)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise InvalidImage(f"The image is corrupt or truncated: {exc}", reason="corrupt") from None
+            raise InvalidImage(
+                f"The image is corrupt or truncated: {exc}", reason="corrupt"
+            ) from None
     return CheckedPhoto(data=data, sha256=sha256_of(data), image=rgb, image_format=image_format)

@@ -69,16 +69,51 @@ def postgres_server() -> Iterator[str]:
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_postgres:
         shutil.chown(data_dir, "postgres")
-    subprocess.run([*as_postgres, str(pg_bin / "initdb"), "-D", str(data_dir / "db"), "-A", "trust",
-                    "-U", "postgres"], check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(data_dir / "db"), "-w", "-l",
-                    str(data_dir / "log"), "-o", f"-h 127.0.0.1 -p {port} -k {data_dir}", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            str(pg_bin / "initdb"),
+            "-D",
+            str(data_dir / "db"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            str(pg_bin / "pg_ctl"),
+            "-D",
+            str(data_dir / "db"),
+            "-w",
+            "-l",
+            str(data_dir / "log"),
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {data_dir}",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(data_dir / "db"), "-m", "fast",
-                        "stop"], capture_output=True)
+        subprocess.run(
+            [
+                *as_postgres,
+                str(pg_bin / "pg_ctl"),
+                "-D",
+                str(data_dir / "db"),
+                "-m",
+                "fast",
+                "stop",
+            ],
+            capture_output=True,
+        )
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -141,8 +176,19 @@ def redis_server() -> Iterator[str]:
     port = free_port()
     work_dir = tempfile.mkdtemp(prefix="classifi-redis-")
     process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", work_dir],
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            work_dir,
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:

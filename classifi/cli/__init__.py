@@ -19,8 +19,14 @@ from core.errors import ClassifiError
 
 # name -> (module, one-line help). Each module defines a click command or group named `command`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ingest": ("classifi.cli.ingest", "Ingest labelled photos from a folder, a CSV manifest or 'default'."),
-    "status": ("classifi.cli.status", "Show where the stores live, photo counts and the current model."),
+    "ingest": (
+        "classifi.cli.ingest",
+        "Ingest labelled photos from a folder, a CSV manifest or 'default'.",
+    ),
+    "status": (
+        "classifi.cli.status",
+        "Show where the stores live, photo counts and the current model.",
+    ),
     "train": ("classifi.cli.train", "Train a new model on the registered photos."),
     "predict": ("classifi.cli.predict", "Classify photos or folders with the champion model."),
     "submit": ("classifi.cli.submit", "Submit a photo with a proposed label for review."),
@@ -79,7 +85,9 @@ def settings_of(ctx: click.Context) -> Settings:
     type=click.Path(dir_okay=False, path_type=Path),
     help="TOML settings file (default: $CLASSIFI_CONFIG or <home>/config.toml).",
 )
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Data folder (CLASSIFI_HOME).")
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), help="Data folder (CLASSIFI_HOME)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 @click.version_option(package_name="classifimage")
 @click.pass_context

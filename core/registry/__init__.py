@@ -4,20 +4,24 @@ from core.registry.db import Registry
 from core.registry.models import (
     AuditEntry,
     ChampionHistory,
+    Credential,
     Embedding,
     ModelState,
     ModelVersion,
     Photo,
     PhotoStatus,
+    UsageCounter,
 )
 
 __all__ = [
     "AuditEntry",
     "ChampionHistory",
+    "Credential",
     "Embedding",
     "ModelState",
     "ModelVersion",
     "Photo",
     "PhotoStatus",
     "Registry",
+    "UsageCounter",
 ]

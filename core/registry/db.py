@@ -36,9 +36,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def translate_db_error(error: exc.SQLAlchemyError, url: str) -> Exception:
     """Turn a SQLAlchemy error into the project's own exception, with a useful message."""
     if isinstance(error, exc.IntegrityError):
-        return Conflict(f"The registry refused a change that conflicts with existing data: {error.orig}")
+        return Conflict(
+            f"The registry refused a change that conflicts with existing data: {error.orig}"
+        )
     if isinstance(error, exc.OperationalError | exc.InterfaceError) and (
-        error.connection_invalidated or "connect" in str(error.orig).lower() or "unable to open" in str(error.orig)
+        error.connection_invalidated
+        or "connect" in str(error.orig).lower()
+        or "unable to open" in str(error.orig)
     ):
         return RegistryUnavailable(
             f"The registry at {url} cannot be reached: {error.orig}. "
@@ -58,7 +62,10 @@ class Registry:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            kwargs["connect_args"] = {
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "check_same_thread": False,
+            }
         elif parsed.get_backend_name() == "postgresql":
             kwargs["connect_args"] = {"connect_timeout": 5}
         self.engine: Engine = create_engine(url, **kwargs)
@@ -118,7 +125,9 @@ class Registry:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
         except exc.SQLAlchemyError as error:
-            raise RegistryUnavailable(f"The registry at {self.safe_url} does not answer: {error}") from error
+            raise RegistryUnavailable(
+                f"The registry at {self.safe_url} does not answer: {error}"
+            ) from error
 
     def dispose(self) -> None:
         self.engine.dispose()

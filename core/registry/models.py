@@ -54,7 +54,9 @@ class ModelState(enum.StrEnum):
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     # Stored as plain strings (no native enum type) so migrations stay simple on both backends.
-    return Enum(cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class Photo(Base):
@@ -81,7 +83,9 @@ class Photo(Base):
     predicted_label: Mapped[str | None] = mapped_column(String(64))
     predicted_confidence: Mapped[float | None] = mapped_column(Float)
     predicted_by_version: Mapped[int | None] = mapped_column(Integer)
-    near_duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("plants_data.id", ondelete="SET NULL"))
+    near_duplicate_of: Mapped[int | None] = mapped_column(
+        ForeignKey("plants_data.id", ondelete="SET NULL")
+    )
     near_duplicate_distance: Mapped[float | None] = mapped_column(Float)
 
     # Review.
@@ -93,7 +97,9 @@ class Photo(Base):
     moving_to: Mapped[str | None] = mapped_column(String(512))
 
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class Embedding(Base):
@@ -156,3 +162,27 @@ class AuditEntry(Base):
     old_label: Mapped[str | None] = mapped_column(String(64))
     new_label: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Credential(Base):
+    """A secret stored only as a salted hash (the edge server's admin token, the desktop's
+    admin password)."""
+
+    __tablename__ = "credentials"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UsageCounter(Base):
+    """Usage counts kept in the registry when no Prometheus server scrapes them (local mode)."""
+
+    __tablename__ = "usage_counters"
+
+    client: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )

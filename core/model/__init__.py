@@ -1,0 +1,1 @@
+"""The model: frozen pretrained backbones, the embedding cache, the linear head and prediction."""
