@@ -21,13 +21,18 @@ ENV_PREFIX = "CLASSIFI_"
 BUCKET_NAME = "image-dandelion-grass"
 
 
+def default_home() -> Path:
+    """The user's data directory, e.g. ~/.local/share/classifimage on Linux."""
+    return Path(platformdirs.user_data_dir("classifimage"))
+
+
 class Settings(BaseModel):
     """Every setting of the application, with its default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Where the embedded stores live; the URLs below default to places inside it.
-    home: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("classifimage")))
+    home: Path = Field(default_factory=lambda: default_home())
     config_file: Path | None = None
 
     registry_url: str = ""  # default: sqlite:///<home>/registry.db
@@ -147,7 +152,7 @@ def load_settings(
     home = Path(
         (overrides or {}).get("home")
         or from_env.get("home")
-        or Settings.model_fields["home"].default_factory()  # type: ignore[misc]
+        or default_home()
     ).expanduser()
     path = config_file or (
         Path(environ[f"{ENV_PREFIX}CONFIG"]) if environ.get(f"{ENV_PREFIX}CONFIG") else None
