@@ -85,3 +85,7 @@ class TrainingRefused(ModelError):
 
 class AuthError(ClassifiError):
     """Missing or wrong credentials."""
+
+
+class SourceError(ClassifiError):
+    """An ingest source (folder, CSV manifest) is missing, unreadable or malformed."""

@@ -54,7 +54,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The same registry tests run on the embedded SQLite and a real PostgreSQL."""
     if request.param == "sqlite":
@@ -63,7 +63,7 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield request.getfixturevalue("postgres_url")
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same store tests run on the local folder and a real S3 HTTP endpoint."""
     if request.param == "local":

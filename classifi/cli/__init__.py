@@ -6,6 +6,7 @@ Subcommands load lazily so that ``classifi --help`` answers at once, without imp
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys

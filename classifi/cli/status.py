@@ -1,0 +1,75 @@
+"""``classifi status``: where the stores live, photo counts and the current model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from classifi.cli import settings_of
+from core.registry import PhotoStatus, Registry
+from core.status import status_report
+
+
+def _print_status(console: Console, report: dict[str, Any]) -> None:
+    places = Table(title="Stores", show_header=False)
+    places.add_column("store")
+    places.add_column("where", overflow="fold")  # a URL is never cut short
+    places.add_row("home", report["home"])
+    for name, url in report["stores"].items():
+        places.add_row(name, url)
+    places.add_row("backbone setting", report["backbone"])
+    console.print(places)
+
+    statuses = [status.value for status in PhotoStatus]
+    photos = report["photos"]
+    counts = Table(title=f"Photos ({photos['total']})")
+    counts.add_column("label")
+    for status in statuses:
+        counts.add_column(status, justify="right")
+    counts.add_column("total", justify="right")
+    for label, total in photos["by_label"].items():
+        row = photos["by_label_and_status"].get(label, {})
+        counts.add_row(label, *(str(row.get(status, 0)) for status in statuses), str(total))
+    console.print(counts)
+
+    champion = report["champion"]
+    if champion is None:
+        console.print("Current model: none yet (run 'classifi train').")
+    else:
+        accuracy = champion["accuracy"]
+        console.print(
+            f"Current model: version {champion['version']} ({champion['backbone']}), "
+            f"accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, "
+            f"created {champion['created_at']}"
+        )
+
+
+@click.command(
+    "status",
+    help="""Show where the stores live, photo counts and the current model.
+
+    \b
+    --json prints one object with these keys (stable):
+      home        the data folder
+      stores      {registry, store, queue, mlflow}: URLs, passwords hidden
+      labels      the configured labels
+      backbone    the configured backbone setting
+      photos      {total, by_label: {label: n}, by_status: {status: n},
+                   by_label_and_status: {label: {status: n}}}
+                  (photos without a label yet count under "unlabelled")
+      champion    null, or {version, backbone, accuracy, created_at, promoted_at}
+    """,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
+@click.pass_context
+def command(ctx: click.Context, as_json: bool) -> None:
+    settings = settings_of(ctx)
+    report = status_report(settings, Registry(settings.registry_url))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_status(Console(), report)

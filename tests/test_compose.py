@@ -1,0 +1,104 @@
+"""docker-compose.yaml: no Docker engine runs here, so the file is parsed and checked, and its
+application environment is run natively against real servers with only the hosts changed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from core.config import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+APP_SERVICES = ("edge_server", "worker")
+STACK = ("postgres", "minio", "redis", "mlflow", "edge_server", "worker", "prometheus", "grafana")
+
+
+def app_environment(service: str) -> dict[str, str]:
+    return {key: str(value) for key, value in COMPOSE["services"][service]["environment"].items()}
+
+
+def expand_defaults(value: str) -> str:
+    """Compose's ${NAME:-default} with NAME unset."""
+    while "${" in value:
+        start = value.index("${")
+        end = value.index("}", start)
+        value = value[:start] + value[start + 2 : end].split(":-", 1)[-1] + value[end + 1 :]
+    return value
+
+
+def test_the_whole_stack_is_there() -> None:
+    assert set(STACK) <= set(COMPOSE["services"])
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_app_environment_is_valid_settings_pointing_at_the_stack(service: str) -> None:
+    environment = {key: expand_defaults(value) for key, value in app_environment(service).items()}
+    settings = load_settings(environment)
+    assert not settings.is_embedded
+    hosts = {
+        urlsplit(settings.registry_url).hostname,
+        urlsplit(settings.queue_url).hostname,
+        urlsplit(settings.mlflow_tracking_uri).hostname,
+        urlsplit(dict(q.split("=") for q in urlsplit(settings.store_url).query.split("&"))["endpoint"]).hostname,
+    }
+    assert hosts == {"postgres", "redis", "mlflow", "minio"}
+    for host in hosts:
+        assert host in COMPOSE["services"][service]["depends_on"]
+
+
+def test_published_ports_bind_loopback_only() -> None:
+    for name, service in COMPOSE["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_files_the_stack_mounts_or_builds_exist() -> None:
+    for name, service in COMPOSE["services"].items():
+        if build := service.get("build"):
+            assert (REPO_ROOT / build["context"] / build["dockerfile"]).is_file(), name
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":", 1)[0]
+            if source.startswith("./"):
+                assert (REPO_ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+@pytest.mark.integration
+def test_app_environment_runs_natively_against_real_servers(
+    tmp_path: Path, postgres_url: str, s3_endpoint: str, redis_url: str, dataset_dir: Path
+) -> None:
+    """The compose environment with only the hosts swapped for the real local servers."""
+    environment = {key: expand_defaults(value) for key, value in app_environment("worker").items()}
+    environment["CLASSIFI_REGISTRY_URL"] = postgres_url
+    environment["CLASSIFI_STORE_URL"] = environment["CLASSIFI_STORE_URL"].replace(
+        "http://minio:9000", s3_endpoint
+    )
+    environment["CLASSIFI_QUEUE_URL"] = redis_url
+    environment["CLASSIFI_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    environment["CLASSIFI_HOME"] = str(tmp_path / "home")
+    manifest = tmp_path / "manifest.csv"
+    rows = [f"{path},{label}" for label in ("dandelion", "grass") for path in sorted((dataset_dir / label).glob("*.jpg"))[:3]]
+    manifest.write_text("url,label\n" + "\n".join(rows) + "\n")
+
+    def classifi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "classifi", *args],
+            env={"PATH": "/usr/bin:/bin", **environment},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    ingest = classifi("ingest", str(manifest))
+    assert ingest.returncode == 0, ingest.stderr
+    status = classifi("status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert "postgresql" in json.dumps(report) and "s3://image-dandelion-grass" in json.dumps(report)
+    assert report["counts"]["by_label"] == {"dandelion": 3, "grass": 3}
