@@ -132,3 +132,18 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
                 f"The image is corrupt or truncated: {exc}", reason="corrupt"
             ) from None
     return CheckedPhoto(data=data, sha256=sha256_of(data), image=rgb, image_format=image_format)
+
+
+def decode_stored(data: bytes) -> Image.Image:
+    """The RGB image of a stored photo, decoded exactly as :func:`check_photo` decodes it.
+
+    For bytes that already passed :func:`check_photo` when they were stored, so training and
+    prediction see the same pixels without the limits being applied again.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=list(EXTENSIONS)) as opened:
+            opened.seek(0)
+            opened.load()
+            return _to_rgb(ImageOps.exif_transpose(opened))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"The stored photo is corrupt: {exc}", reason="corrupt") from None

@@ -1,0 +1,370 @@
+"""Training: a linear head on cached embeddings, tracked in MLflow, published as a version.
+
+The steps are ordered so that a training that fails at any point leaves no model behind:
+the artifact is serialized and verified in memory, registered in MLflow, uploaded to the
+store, and only then recorded in the registry. An exception removes whatever was already
+written; a killed process can leave at most an unregistered file, which the next training
+removes (:func:`core.model.artifacts.remove_orphan_artifacts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+from sqlalchemy import select
+
+from core.config import Settings
+from core.errors import ClassifiError, TrainingRefused, UnknownLabel
+from core.model.artifacts import (
+    ModelArtifact,
+    next_artifact_key,
+    remove_orphan_artifacts,
+    serialize_artifact,
+)
+from core.model.backbone import Backbone
+from core.model.backbones import get_backbone, resolve_backbone_id
+from core.model.embeddings import EmbeddingCache
+from core.model.head import EpochStats, fit_head
+from core.model.metrics import classification_metrics, flat_metrics
+from core.model.predictor import load_model
+from core.model.tracking import TrainingRun
+from core.model.versions import champion, get_version, set_champion
+from core.registry import AuditEntry, ModelState, ModelVersion, Photo, PhotoStatus, Registry
+from core.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+#: ``progress(stage, done, total)``; stage is "embed" (photos not yet cached) or "train" (epochs).
+Progress = Callable[[str, int, int], None]
+
+
+class LabelledPhotoLike(Protocol):
+    """Anything with a stored photo's sha256, object key and label (e.g. a ``Photo`` row)."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def object_key(self) -> str: ...
+    @property
+    def label(self) -> str | None: ...
+
+
+class LabelledPhoto(NamedTuple):
+    sha256: str
+    object_key: str
+    label: str
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    version_id: int
+    object_key: str
+    backbone_id: str
+    labels: list[str]
+    metrics: dict[str, Any]
+    mlflow_run_id: str
+    mlflow_version: str
+    became_champion: bool
+    counts: dict[str, int]  # photos per label in the whole dataset
+    train_size: int
+    validation_size: int
+    dataset_fingerprint: str
+    epochs: list[EpochStats]
+    #: The held-out photos behind ``metrics``: compare another model on exactly these.
+    validation_photos: list[LabelledPhoto]
+
+
+def training_set(registry: Registry) -> list[LabelledPhoto]:
+    """The registered training photos (status TRAINED), ordered by sha256."""
+    with registry.session() as session:
+        rows = session.execute(
+            select(Photo.sha256, Photo.object_key, Photo.label)
+            .where(Photo.status == PhotoStatus.TRAINED)
+            .order_by(Photo.sha256)
+        ).all()
+    return [LabelledPhoto(sha256, key, label or "") for sha256, key, label in rows]
+
+
+def dataset_fingerprint(photos: Sequence[LabelledPhotoLike]) -> str:
+    """sha256 of the sorted ``<sha256>:<label>`` lines: the same data gives the same value."""
+    lines = sorted(f"{photo.sha256}:{photo.label}" for photo in photos)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def check_trainable(photos: Sequence[LabelledPhotoLike], settings: Settings) -> dict[str, int]:
+    """Photos per configured label; :class:`TrainingRefused` if they cannot train a model."""
+    counts = Counter(photo.label for photo in photos)
+    configured = list(settings.labels)
+    unknown = sorted(str(label) for label in counts if label not in configured)
+    missing = [label for label in configured if counts[label] == 0]
+    if unknown or missing:
+        problems = []
+        if unknown:
+            problems.append(f"labels not in the configuration: {', '.join(unknown)}")
+        if missing:
+            problems.append(f"configured labels without photos: {', '.join(missing)}")
+        raise TrainingRefused(
+            f"The photos' labels differ from the configured labels {configured} "
+            f"({'; '.join(problems)}). Fix the setting labels (CLASSIFI_LABELS) or ingest "
+            "photos for every configured label."
+        )
+    few = {
+        label: counts[label]
+        for label in configured
+        if counts[label] < settings.min_photos_per_label
+    }
+    if few:
+        shown = ", ".join(f"{label}: {count}" for label, count in few.items())
+        raise TrainingRefused(
+            f"Too few photos to train: {shown}; every label needs at least "
+            f"{settings.min_photos_per_label} (setting min_photos_per_label). Ingest more photos."
+        )
+    return {label: counts[label] for label in configured}
+
+
+def validation_split(
+    photos: Sequence[LabelledPhotoLike], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Stratified, seeded split into (train, validation) indices.
+
+    Within each label the photos are ordered by a seeded hash of their sha256 and the first
+    ``fraction`` go to validation: the same photo lands on the same side whatever the order
+    of the input, and adding photos moves few others.
+    """
+    by_label: dict[str | None, list[int]] = {}
+    for index, photo in enumerate(photos):
+        by_label.setdefault(photo.label, []).append(index)
+    train, validation = [], []
+    for indices in by_label.values():
+        indices.sort(key=lambda i: hashlib.sha256(f"{seed}:{photos[i].sha256}".encode()).digest())
+        held_out = min(len(indices) - 1, max(1, round(len(indices) * fraction)))
+        validation += indices[:held_out]
+        train += indices[held_out:]
+    return sorted(train), sorted(validation)
+
+
+def _embed(
+    settings: Settings,
+    registry: Registry,
+    store: ObjectStore,
+    backbone: Backbone,
+    photos: Sequence[LabelledPhotoLike],
+    progress: Progress | None,
+) -> np.ndarray:
+    cache = EmbeddingCache(registry, store, backbone, batch_size=settings.embed_batch_size)
+    on_batch = (lambda done, total: progress("embed", done, total)) if progress else None
+    return cache.vectors([(p.sha256, p.object_key) for p in photos], progress=on_batch)
+
+
+def train_model(
+    settings: Settings,
+    registry: Registry,
+    store: ObjectStore,
+    *,
+    backbone_id: str | None = None,
+    photos: Sequence[LabelledPhotoLike] | None = None,
+    promote_if_first: bool = True,
+    progress: Progress | None = None,
+    actor: str = "cli",
+) -> TrainingResult:
+    """Train a head on ``photos`` (default: the training set) and publish it as a candidate.
+
+    With ``promote_if_first`` the first model of a system without champion becomes champion.
+    Raises :class:`TrainingRefused` when the data cannot train a meaningful model.
+    """
+    backbone_id = backbone_id or resolve_backbone_id(settings)
+    photos = list(photos) if photos is not None else training_set(registry)
+    counts = check_trainable(photos, settings)
+    labels = list(settings.labels)
+    fingerprint = dataset_fingerprint(photos)
+    remove_orphan_artifacts(registry, store)
+
+    backbone = get_backbone(backbone_id, settings)
+    vectors = _embed(settings, registry, store, backbone, photos, progress)
+    targets = np.array([labels.index(str(photo.label)) for photo in photos])
+    train, validation = validation_split(photos, settings.validation_fraction, settings.split_seed)
+    params = {
+        "backbone": backbone_id,
+        "learning_rate": settings.learning_rate,
+        "epochs": settings.epochs,
+        "batch_size": settings.train_batch_size,
+        "split_seed": settings.split_seed,
+        "validation_fraction": settings.validation_fraction,
+        "dataset_fingerprint": fingerprint,
+        "train_size": len(train),
+        "validation_size": len(validation),
+        **{f"photos_{label}": count for label, count in counts.items()},
+    }
+    run = TrainingRun.start(settings, run_name=f"{backbone_id}-{len(photos)}-photos", params=params)
+
+    try:
+
+        def on_epoch(stats: EpochStats) -> None:
+            run.log_metrics(
+                {"train_loss": stats.loss, "train_accuracy": stats.accuracy}, stats.epoch
+            )
+            if progress:
+                progress("train", stats.epoch, settings.epochs)
+
+        head, history = fit_head(
+            vectors[train],
+            targets[train],
+            len(labels),
+            learning_rate=settings.learning_rate,
+            epochs=settings.epochs,
+            batch_size=settings.train_batch_size,
+            seed=settings.split_seed,
+            on_epoch=on_epoch,
+        )
+        metrics = classification_metrics(
+            targets[validation], head.probabilities(vectors[validation]), labels
+        )
+        run.log_metrics({f"val_{name}": value for name, value in flat_metrics(metrics).items()})
+        run.log_dict(metrics, "validation_metrics.json")
+        artifact = ModelArtifact(
+            state_dict=head.state_dict(),
+            backbone_id=backbone_id,
+            preprocessing=backbone.preprocessing,
+            labels=labels,
+            metrics=metrics,
+            dataset_fingerprint=fingerprint,
+            created_at=datetime.now(UTC).isoformat(),
+            mlflow_run_id=run.run_id,
+            params=params,
+        )
+        version_id, key, mlflow_version = _publish(registry, store, run, artifact, actor)
+    except BaseException as exc:
+        with contextlib.suppress(ClassifiError):
+            run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    try:
+        run.set_tags({"registry_version": version_id, "object_key": key})
+        run.finish()
+    except ClassifiError as exc:  # the model is published; only its MLflow run stays open
+        log.warning(
+            "model version %s is saved, but its MLflow run was not closed: %s", version_id, exc
+        )
+    log.info("trained model version %s (%s): accuracy %.3f", version_id, key, metrics["accuracy"])
+
+    became_champion = promote_if_first and champion(registry) is None
+    if became_champion:
+        set_champion(settings, registry, version_id, actor=actor, reason="first model")
+    return TrainingResult(
+        version_id=version_id,
+        object_key=key,
+        backbone_id=backbone_id,
+        labels=labels,
+        metrics=metrics,
+        mlflow_run_id=run.run_id,
+        mlflow_version=mlflow_version,
+        became_champion=became_champion,
+        counts=counts,
+        train_size=len(train),
+        validation_size=len(validation),
+        dataset_fingerprint=fingerprint,
+        epochs=history,
+        validation_photos=[
+            LabelledPhoto(photos[i].sha256, photos[i].object_key, str(photos[i].label))
+            for i in validation
+        ],
+    )
+
+
+def _publish(
+    registry: Registry, store: ObjectStore, run: TrainingRun, artifact: ModelArtifact, actor: str
+) -> tuple[int, str, str]:
+    """Serialize, register in MLflow, upload, then record the version: (id, key, MLflow version).
+
+    Until the registry row commits, any failure removes the file and the MLflow version.
+    """
+    data = serialize_artifact(artifact)
+    key = next_artifact_key(store, artifact.backbone_id, datetime.now(UTC).date())
+    mlflow_version: str | None = None
+    try:
+        mlflow_version = run.register_model(data, key.rsplit("/", 1)[1])
+        store.put(key, data)
+        with registry.session() as session:
+            row = ModelVersion(
+                object_key=key,
+                backbone_id=artifact.backbone_id,
+                labels=artifact.labels,
+                metrics=artifact.metrics,
+                params=artifact.params,
+                dataset_fingerprint=artifact.dataset_fingerprint,
+                artifact_sha256=hashlib.sha256(data).hexdigest(),
+                mlflow_run_id=run.run_id,
+                mlflow_version=mlflow_version,
+                state=ModelState.CANDIDATE,
+            )
+            session.add(row)
+            session.flush()
+            session.add(
+                AuditEntry(
+                    actor=actor,
+                    action="train",
+                    model_version_id=row.id,
+                    detail={"backbone": artifact.backbone_id, **flat_metrics(artifact.metrics)},
+                )
+            )
+    except BaseException:
+        _undo(store, run, key, mlflow_version)
+        raise
+    # Committed: the model exists. A concurrent training's orphan sweep may have caught the
+    # file between its upload and the row; put it back.
+    if not store.exists(key):
+        store.put(key, data)
+    return row.id, key, mlflow_version
+
+
+def _undo(store: ObjectStore, run: TrainingRun, key: str, mlflow_version: str | None) -> None:
+    """Remove what a failed training wrote before its registry row: file and MLflow version.
+
+    The key is deleted even if the upload seemed to fail: a write can land and its answer
+    be lost. Cleanup failures are logged, never raised over the original error.
+    """
+    try:
+        store.delete(key)
+    except ClassifiError:
+        log.exception("could not remove %s after a failed training", key)
+    if mlflow_version is not None:
+        try:
+            run.delete_model_version(mlflow_version)
+        except ClassifiError:
+            log.exception(
+                "could not remove MLflow version %s after a failed training", mlflow_version
+            )
+
+
+def evaluate_version(
+    settings: Settings,
+    registry: Registry,
+    store: ObjectStore,
+    version_id: int,
+    photos: Sequence[LabelledPhotoLike],
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The metrics of model ``version_id`` on labelled ``photos``, from cached embeddings.
+
+    Photos with labels the model does not know raise :class:`UnknownLabel`.
+    """
+    if not photos:
+        raise ValueError("evaluate_version needs at least one photo")
+    model = load_model(settings, store, get_version(registry, version_id))
+    labels = model.info.labels
+    unknown = sorted({str(photo.label) for photo in photos} - set(labels))
+    if unknown:
+        raise UnknownLabel(
+            f"Model version {version_id} knows the labels {labels}, not {', '.join(unknown)}."
+        )
+    vectors = _embed(settings, registry, store, model.backbone, photos, progress)
+    targets = np.array([labels.index(str(photo.label)) for photo in photos])
+    return classification_metrics(targets, model.head.probabilities(vectors), labels)
