@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import func, select
 
 from core.config import Settings
+from core.model.backbones import backbone_choice
 from core.model.versions import champion
 from core.registry import Photo, PhotoStatus, Registry
 
@@ -50,6 +51,7 @@ def status_report(settings: Settings, registry: Registry) -> dict[str, Any]:
         },
         "labels": list(settings.labels),
         "backbone": settings.backbone,
+        "backbone_in_use": dict(zip(("id", "reason"), backbone_choice(settings), strict=True)),
         "photos": {
             "total": sum(by_status.values()),
             "by_label": by_label,

@@ -22,6 +22,8 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
     for name, url in report["stores"].items():
         places.add_row(name, url)
     places.add_row("backbone setting", report["backbone"])
+    in_use = report["backbone_in_use"]
+    places.add_row("backbone in use", f"{in_use['id']} ({in_use['reason']})")
     console.print(places)
 
     statuses = [status.value for status in PhotoStatus]
@@ -58,6 +60,7 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
       stores      {registry, store, queue, mlflow}: URLs, passwords hidden
       labels      the configured labels
       backbone    the configured backbone setting
+      backbone_in_use  {id, reason}: what training uses now, and why
       photos      {total, by_label: {label: n}, by_status: {status: n},
                    by_label_and_status: {label: {status: n}}}
                   (photos without a label yet count under "unlabelled")

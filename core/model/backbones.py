@@ -310,23 +310,29 @@ def build_efficientnet_lite0() -> TimmBackbone:
 _logged_choices: set[str] = set()
 
 
-def resolve_backbone_id(settings: Settings) -> str:
-    """The backbone to use: ``auto`` means DINOv2 when its weights are here, else the offline one."""
+def backbone_choice(settings: Settings) -> tuple[str, str]:
+    """The backbone to use and why: ``auto`` means DINOv2 when its weights are here, else the
+    offline one."""
     wanted = settings.backbone
     if wanted in BACKBONE_IDS:
-        return wanted
+        return wanted, "set in the settings"
     if wanted != AUTO:
         raise ConfigError(
             f"Unknown backbone {wanted!r}: use one of {', '.join((AUTO, *BACKBONE_IDS))}."
         )
     weights = dinov2_weights_path(settings)
-    chosen = DINOV2 if weights is not None else EFFICIENTNET_LITE0
-    reason = (
-        f"its weights are at {weights}"
-        if weights is not None
-        else f"no DINOv2 weights at {_hub_checkpoint(settings)} or in setting dinov2_weights"
+    if weights is not None:
+        return DINOV2, f"auto: DINOv2 weights found at {weights}"
+    return EFFICIENTNET_LITE0, (
+        f"auto: no DINOv2 weights at {_hub_checkpoint(settings)} or in setting dinov2_weights, "
+        "so the offline pretrained backbone is used"
     )
-    message = f"backbone auto -> {chosen}: {reason}"
+
+
+def resolve_backbone_id(settings: Settings) -> str:
+    """The backbone id to train with; the choice and its reason are logged once."""
+    chosen, reason = backbone_choice(settings)
+    message = f"backbone {chosen} ({reason})"
     if message not in _logged_choices:
         _logged_choices.add(message)
         log.info(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from core.config import Settings
 from core.registry import ModelState, ModelVersion, Photo, PhotoStatus, Registry
@@ -41,8 +42,10 @@ def model(version: int, state: ModelState, accuracy: float) -> ModelVersion:
     )
 
 
-def test_counts_and_champion(registry_url: str, make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(registry_url=registry_url)
+def test_counts_and_champion(
+    registry_url: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(registry_url=registry_url, torch_home=tmp_path / "torch")
     registry = Registry(registry_url)
     assert status_report(settings, registry)["champion"] is None
 
@@ -78,6 +81,9 @@ def test_counts_and_champion(registry_url: str, make_settings: Callable[..., Set
         0.97,
     )
     assert champion["created_at"].startswith("2026-01-02")
+    # No DINOv2 weights in the temp torch home: auto says it falls back, and why.
+    assert report["backbone_in_use"]["id"] == "efficientnet_lite0"
+    assert "no DINOv2 weights" in report["backbone_in_use"]["reason"]
     registry.dispose()
 
 
