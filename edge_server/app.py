@@ -1,0 +1,93 @@
+"""The edge server's Flask app factory.
+
+``create_app(settings)`` builds the core services once (registry, store, predictor,
+micro-batcher), loads the champion model, and registers the blueprints. Nothing here knows
+how a model works or where a photo is stored: the routes call core and turn its answers
+into JSON. Tests pass their own ``services`` to share one trained model between apps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from core import metrics
+from core.config import Settings, load_settings
+from edge_server import admin, health, monitoring, openapi, predict, submissions
+from edge_server.auth import warn_if_open
+from edge_server.errors import register_error_handlers
+from edge_server.services import Services, current
+from edge_server.uploads import body_limit, discard_unread_body
+
+log = logging.getLogger(__name__)
+
+
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+def _finish_request(response: Response) -> Response:
+    discard_unread_body(current().settings)
+    return _record_request(response)
+
+
+def _record_request(response: Response) -> Response:
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+    metrics.HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+    metrics.API_REQUESTS.labels(request.method, route).inc()
+    return response
+
+
+def _allow_origins(settings: Settings) -> Any:
+    origins = set(settings.cors_origins)
+
+    def add_cors_headers(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and (origin in origins or "*" in origins):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, X-API-Key"
+            )
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.vary.add("Origin")
+        return response
+
+    return add_cors_headers
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """The WSGI app. Without arguments, settings come from the environment (an entry point)."""
+    if services is None:
+        settings = settings or load_settings(os.environ)
+        services = Services.build(settings)
+        services.load_model()
+    settings = services.settings
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = body_limit(settings)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["classifi"] = services
+
+    register_error_handlers(app)
+    for blueprint in (
+        predict.bp,
+        submissions.bp,
+        admin.bp,
+        health.bp,
+        monitoring.bp,
+        openapi.bp,
+    ):
+        app.register_blueprint(blueprint)
+
+    app.before_request(_start_clock)
+    app.after_request(_finish_request)
+    if settings.cors_origins:
+        app.after_request(_allow_origins(settings))
+    warn_if_open(settings)
+    return app

@@ -1,0 +1,72 @@
+"""Submissions: a photo with a proposed label, stored as pending for review."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from core import metrics
+from core.errors import ClassifiError
+from core.imaging import check_photo
+from core.loop.duplicates import exact_duplicate
+from core.loop.submissions import submit_photo
+from edge_server.auth import check_api_key
+from edge_server.errors import BadRequest
+from edge_server.services import current
+from edge_server.uploads import one_photo
+
+bp = Blueprint("submissions", __name__)
+
+
+@bp.before_request
+def require_api_key() -> None:
+    check_api_key(current().settings)
+
+
+@bp.post("/submissions")
+def submit() -> ResponseReturnValue:
+    services = current()
+    try:
+        upload = one_photo(services.settings)
+        label = request.form.get("label", "").strip()
+        if not label:
+            raise BadRequest(
+                f"The form field 'label' is missing: send one of {', '.join(services.settings.labels)}.",
+                code="missing_field",
+            )
+        submission = submit_photo(
+            services.settings,
+            services.registry,
+            services.store,
+            upload.data,
+            label,
+            source=f"edge:{upload.filename}"[:512],
+            submitted_by=(request.form.get("submitter") or "").strip()[:128] or None,
+            predictor=services.predictor,
+        )
+    except ClassifiError:
+        metrics.SUBMISSIONS.labels("refused").inc()
+        raise
+    if not submission.stored:
+        outcome = "duplicate"
+    elif submission.duplicate is not None:
+        outcome = "near_duplicate"
+    else:
+        outcome = "stored"
+    metrics.SUBMISSIONS.labels(outcome).inc()
+    return jsonify(submission.to_dict()), 201 if submission.stored else 200
+
+
+@bp.post("/check_duplicate")
+def check_duplicate() -> ResponseReturnValue:
+    """The seed's route: ``{"status": "known"}`` when these exact photo bytes are stored."""
+    services = current()
+    photo = check_photo(one_photo(services.settings).data, services.settings)
+    duplicate = exact_duplicate(services.registry, photo.sha256)
+    return jsonify(
+        {
+            "status": "known" if duplicate else "new",
+            "sha256": photo.sha256,
+            "duplicate": duplicate.to_dict() if duplicate else None,
+        }
+    )

@@ -1,0 +1,220 @@
+"""Fixtures for the edge server: a home with a trained champion, apps and real servers.
+
+The 340 shared photos are ingested and two models trained once per session (EfficientNet-Lite0,
+the offline pretrained backbone): version 1 is the champion, version 2 a candidate trained on
+fewer photos, for the swap tests. Each test that changes state works on its own copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.config import Settings, load_settings
+from core.ingest import ingest, read_source
+from core.model.backbones import EFFICIENTNET_LITE0
+from core.model.predictor import load_model, predict_with
+from core.model.training import train_model, training_set
+from core.model.versions import get_version
+from core.registry import Registry
+from core.store import open_store
+from edge_server.app import create_app
+from edge_server.services import Services
+from tests.services import free_port, stop_process
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+CLASSIFI = Path(sys.executable).with_name("classifi")
+
+
+def edge_settings(home: Path, **overrides: Any) -> Settings:
+    return load_settings({}, overrides={"home": home, "backbone": EFFICIENTNET_LITE0, **overrides})
+
+
+@pytest.fixture(scope="session")
+def edge_home(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> Path:
+    """Photos ingested, version 1 champion (all photos), version 2 candidate (300 photos)."""
+    home = tmp_path_factory.mktemp("edge") / "home"
+    settings = edge_settings(home)
+    registry, store = Registry(settings.registry_url), open_store(settings)
+    ingest(read_source(str(dataset_dir), settings), settings, registry, store)
+    first = train_model(settings, registry, store)
+    assert first.became_champion
+    second = train_model(
+        settings, registry, store, photos=training_set(registry)[:300], promote_if_first=False
+    )
+    assert (first.version_id, second.version_id) == (1, 2) and not second.became_champion
+    registry.dispose()
+    return home
+
+
+@pytest.fixture(scope="session")
+def expected_labels(
+    edge_home: Path, dataset_photos: dict[str, list[Path]]
+) -> dict[int, dict[str, str]]:
+    """What each model version says offline for each shared photo (``label/file`` -> label)."""
+    from core.imaging import check_photo
+
+    settings = edge_settings(edge_home)
+    registry, store = Registry(settings.registry_url), open_store(settings)
+    paths = [path for paths in dataset_photos.values() for path in paths]
+    images = [check_photo(path.read_bytes(), settings).image for path in paths]
+    answers = {}
+    for version in (1, 2):
+        model = load_model(settings, store, get_version(registry, version))
+        predictions = predict_with(model, images, batch_size=32)
+        answers[version] = {
+            photo_name(path): p.label for path, p in zip(paths, predictions, strict=True)
+        }
+    registry.dispose()
+    return answers
+
+
+def photo_name(path: Path) -> str:
+    """``dandelion/00000001.jpg``: file names repeat across the label folders."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def copy_home(edge_home: Path, destination: Path) -> Path:
+    shutil.copytree(edge_home, destination)
+    return destination
+
+
+@dataclass
+class EdgeApp:
+    app: Flask
+    services: Services
+    token: str
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    def client(self) -> FlaskClient:
+        return self.app.test_client()
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def build_app(home: Path, **overrides: Any) -> EdgeApp:
+    from core.auth import reset_admin_token
+
+    services = Services.build(edge_settings(home, **overrides))
+    services.load_model()
+    token = reset_admin_token(services.registry)
+    return EdgeApp(create_app(services=services), services, token)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, edge_home: Path) -> Iterator[Callable[..., EdgeApp]]:
+    """A fresh copy of the trained home served by an app built with these settings."""
+    built: list[EdgeApp] = []
+
+    def make(**overrides: Any) -> EdgeApp:
+        home = copy_home(edge_home, tmp_path / f"home{len(built)}")
+        built.append(build_app(home, **overrides))
+        return built[-1]
+
+    yield make
+    for edge in built:
+        edge.services.close()
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory, edge_home: Path) -> Iterator[EdgeApp]:
+    """One app per test module on its own copy of the trained home."""
+    home = copy_home(edge_home, tmp_path_factory.mktemp("edge-app") / "home")
+    built = build_app(home)
+    yield built
+    built.services.close()
+
+
+@pytest.fixture
+def client(edge: EdgeApp) -> FlaskClient:
+    return edge.client()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    home: Path
+    token: str
+    log: Path
+
+
+def start_server(
+    home: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
+) -> LiveServer:
+    """``classifi serve`` in a subprocess on 127.0.0.1, waited on until it is ready.
+
+    Without ``port`` it listens on a free port; with ``port=8000`` it is given no --port, so
+    the default is what gets tested.
+    """
+    port_args = ["--port", str(port or free_port())] if port != 8000 else []
+    port = port or int(port_args[1])
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CLASSIFI_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    environment |= {
+        "CLASSIFI_HOME": str(home),
+        "CLASSIFI_BACKBONE": EFFICIENTNET_LITE0,
+        "HF_HUB_OFFLINE": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        **(env or {}),
+    }
+    log = home.parent / f"serve-{port}.log"
+    out = home.parent / f"serve-{port}.out"
+    with log.open("wb") as stderr, out.open("wb") as stdout:
+        process = subprocess.Popen(
+            [str(CLASSIFI), "serve", *port_args, *args],
+            env=environment,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # workers import torch and load the model
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"classifi serve exited with {process.returncode}:\n{log.read_text()}"
+            )
+        try:
+            if requests.get(f"{url}/health/ready", timeout=5).status_code == 200:
+                break
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        if time.monotonic() > deadline:
+            stop_process(process)
+            raise TimeoutError(f"classifi serve was not ready in 300 s:\n{log.read_text()}")
+        time.sleep(0.2)
+    printed = out.read_text().splitlines()
+    announced = next(i for i, line in enumerate(printed) if "shown only this once" in line)
+    return LiveServer(url, process, home, printed[announced + 1].strip(), log)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory, edge_home: Path) -> Iterator[LiveServer]:
+    """A real ``classifi serve --workers 2`` on a copy of the trained home."""
+    home = copy_home(edge_home, tmp_path_factory.mktemp("live") / "home")
+    # Its own TMPDIR, so the tests can see the metrics files each worker writes.
+    tmp = home.parent / "tmp"
+    tmp.mkdir()
+    server = start_server(home, "--workers", "2", env={"TMPDIR": str(tmp)})
+    yield server
+    stop_process(server.process)
