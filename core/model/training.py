@@ -135,19 +135,22 @@ def validation_split(
 ) -> tuple[list[int], list[int]]:
     """Stratified, seeded split into (train, validation) indices.
 
-    Within each label the photos are ordered by a seeded hash of their sha256 and the first
-    ``fraction`` go to validation: the same photo lands on the same side whatever the order
-    of the input, and adding photos moves few others.
+    A photo is held out when the seeded hash of its sha256, read as a number in [0, 1), is
+    below ``fraction``. Its side never depends on the other photos, so the holdout stays
+    fixed as photos are added and a candidate is never trained on the champion's holdout.
+    Each label keeps at least one photo on each side.
     """
-    by_label: dict[str | None, list[int]] = {}
+    by_label: dict[str | None, list[tuple[float, int]]] = {}
     for index, photo in enumerate(photos):
-        by_label.setdefault(photo.label, []).append(index)
+        digest = hashlib.sha256(f"{seed}:{photo.sha256}".encode()).digest()
+        by_label.setdefault(photo.label, []).append((int.from_bytes(digest[:8]) / 2**64, index))
     train, validation = [], []
-    for indices in by_label.values():
-        indices.sort(key=lambda i: hashlib.sha256(f"{seed}:{photos[i].sha256}".encode()).digest())
-        held_out = min(len(indices) - 1, max(1, round(len(indices) * fraction)))
-        validation += indices[:held_out]
-        train += indices[held_out:]
+    for ranked in by_label.values():
+        ranked.sort()
+        held_out = sum(1 for position, _ in ranked if position < fraction)
+        held_out = min(len(ranked) - 1, max(1, held_out))
+        validation += [index for _, index in ranked[:held_out]]
+        train += [index for _, index in ranked[held_out:]]
     return sorted(train), sorted(validation)
 
 

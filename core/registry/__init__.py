@@ -10,6 +10,7 @@ from core.registry.models import (
     ModelVersion,
     Photo,
     PhotoStatus,
+    RetrainRun,
     UsageCounter,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "Photo",
     "PhotoStatus",
     "Registry",
+    "RetrainRun",
     "UsageCounter",
 ]

@@ -1,0 +1,179 @@
+"""Submissions: a photo with a proposed label, stored as pending for an admin's review.
+
+The photo is checked like any other (:func:`core.imaging.check_photo`), then:
+
+1. an exact duplicate (same sha256 as a stored photo) is reported, never stored twice;
+2. the photo is embedded once, with the champion's backbone (the configured one before the
+   first model), and the vector goes into the embedding cache so training never embeds it
+   again; the champion's prediction and confidence come from that same vector;
+3. a near-duplicate (within ``settings.near_duplicate_distance`` of a stored photo's cached
+   embedding) is stored all the same but flagged on its row: the same scene shot again can be
+   a fair new example, so the reviewer decides, seeing which photo it resembles;
+4. the row goes in first, marked as uploading, then the object, then the mark is cleared, so
+   a crash leaves nothing the next run cannot finish or undo (:mod:`core.loop.moves`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.config import Settings
+from core.errors import Conflict, NoChampion
+from core.imaging import CheckedPhoto, check_photo
+from core.loop.duplicates import Duplicate, exact_duplicate, nearest_stored
+from core.loop.moves import UPLOADING, Checkpoint, finish_move, no_checkpoint
+from core.loop.review import check_label
+from core.model.backbone import Backbone
+from core.model.backbones import get_backbone, resolve_backbone_id
+from core.model.embeddings import EmbeddingCache
+from core.model.predictor import LoadedModel, Predictor
+from core.registry import Photo, PhotoStatus, Registry
+from core.store import PENDING_PREFIX, ObjectStore, photo_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What became of a submitted photo."""
+
+    photo_id: int
+    status: PhotoStatus
+    stored: bool  # False for an exact duplicate: the existing photo stands
+    duplicate: Duplicate | None  # exact, or near (then the photo is stored and flagged)
+    prediction: str | None
+    confidence: float | None
+    model_version: int | None
+
+    @property
+    def duplicate_of(self) -> int | None:
+        return self.duplicate.photo_id if self.duplicate else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.photo_id,
+            "status": str(self.status),
+            "stored": self.stored,
+            "duplicate_of": self.duplicate_of,
+            "duplicate": self.duplicate.to_dict() if self.duplicate else None,
+            "prediction": self.prediction,
+            "confidence": self.confidence,
+            "model_version": self.model_version,
+        }
+
+
+def _champion_model(predictor: Predictor) -> LoadedModel | None:
+    predictor.refresh()
+    try:
+        return predictor.ensure_loaded()
+    except NoChampion:
+        return None
+
+
+def submit_photo(
+    settings: Settings,
+    registry: Registry,
+    store: ObjectStore,
+    data: bytes,
+    proposed_label: str,
+    *,
+    source: str = "upload",
+    submitted_by: str | None = None,
+    predictor: Predictor | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> Submission:
+    """Check, de-duplicate, classify and store one submitted photo as pending.
+
+    Pass the front end's long-lived ``predictor`` so the champion is not loaded per call.
+    Raises :class:`UnknownLabel` for a label outside the label set and an
+    :class:`InvalidImage` subclass for bytes that are not a usable photo.
+    """
+    check_label(settings, proposed_label)
+    photo = check_photo(data, settings)
+    if existing := exact_duplicate(registry, photo.sha256):
+        return Submission(existing.photo_id, existing.status, False, existing, None, None, None)
+
+    model = _champion_model(predictor or Predictor(settings, registry, store))
+    backbone = model.backbone if model else get_backbone(resolve_backbone_id(settings), settings)
+    vector = _embedding(settings, registry, store, backbone, photo)
+    prediction = confidence = version = None
+    if model is not None:
+        probabilities = model.head.probabilities(vector[np.newaxis, :])[0]
+        best = int(probabilities.argmax())
+        prediction, confidence = model.info.labels[best], float(probabilities[best])
+        version = model.info.version
+
+    near = nearest_stored(registry, backbone.id, vector, exclude_sha256=photo.sha256)
+    if near is not None and near.distance > settings.near_duplicate_distance:
+        near = None
+
+    key = photo_key(PENDING_PREFIX, photo.sha256, photo.extension)
+    row = _pending_row(photo, key, store, proposed_label, source, submitted_by)
+    row.predicted_label, row.predicted_confidence, row.predicted_by_version = (
+        prediction,
+        confidence,
+        version,
+    )
+    if near is not None:
+        row.near_duplicate_of, row.near_duplicate_distance = near.photo_id, near.distance
+    try:
+        with registry.session() as session:
+            session.add(row)
+            session.flush()
+            photo_id = row.id
+    except Conflict:
+        # The same bytes were submitted concurrently and registered first.
+        if existing := exact_duplicate(registry, photo.sha256):
+            return Submission(existing.photo_id, existing.status, False, existing, None, None, None)
+        raise
+    checkpoint("submit:row-added")
+    store.put(key, photo.data, photo.content_type)
+    checkpoint("submit:object-stored")
+    finish_move(registry, store, photo_id)
+    log.info("submission %s stored as pending (%s)", photo_id, key)
+    return Submission(photo_id, PhotoStatus.PENDING, True, near, prediction, confidence, version)
+
+
+def _embedding(
+    settings: Settings,
+    registry: Registry,
+    store: ObjectStore,
+    backbone: Backbone,
+    photo: CheckedPhoto,
+) -> np.ndarray:
+    """The photo's vector, from the cache when the same bytes were embedded before."""
+    cache = EmbeddingCache(registry, store, backbone, batch_size=settings.embed_batch_size)
+    if cached := cache.cached([photo.sha256]):
+        return cached[photo.sha256]
+    vector = backbone.embed([photo.image])[0]
+    cache.store_vectors([photo.sha256], vector[np.newaxis, :])
+    return vector
+
+
+def _pending_row(
+    photo: CheckedPhoto,
+    key: str,
+    store: ObjectStore,
+    proposed_label: str,
+    source: str,
+    submitted_by: str | None,
+) -> Photo:
+    return Photo(
+        url_source=source,
+        label=None,  # set when an admin validates it
+        url_s3=store.url_for(key),
+        object_key=key,
+        sha256=photo.sha256,
+        status=PhotoStatus.PENDING,
+        width=photo.width,
+        height=photo.height,
+        size_bytes=len(photo.data),
+        image_format=photo.image_format,
+        proposed_label=proposed_label,
+        submitted_by=submitted_by,
+        moving_to=UPLOADING,
+    )
