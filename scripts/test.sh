@@ -59,7 +59,7 @@ if [[ -n "$pg_bin" ]]; then
     "${as_pg[@]}" "$pg_bin/initdb" -D "$workdir/pg" -A trust -U postgres >/dev/null
     "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$workdir/pg" -w -l "$workdir/pg.log" \
         -o "-h 127.0.0.1 -p $pg_port -k $workdir" start >/dev/null
-    export CLASSIFI_TEST_POSTGRES_URL="postgresql+psycopg2://postgres@127.0.0.1:$pg_port"
+    export CI_POSTGRES_URL="postgresql+psycopg2://postgres@127.0.0.1:$pg_port"
 fi
 
 # S3: moto in server mode.
@@ -67,7 +67,7 @@ s3_port=$(free_port)
 .venv/bin/python -m moto.server -H 127.0.0.1 -p "$s3_port" >"$workdir/s3.log" 2>&1 &
 pids+=($!)
 wait_port "$s3_port"
-export CLASSIFI_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export CI_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 
 # Redis.
 if command -v redis-server >/dev/null; then
@@ -76,7 +76,7 @@ if command -v redis-server >/dev/null; then
         --dir "$workdir" >"$workdir/redis.log" 2>&1 &
     pids+=($!)
     wait_port "$redis_port"
-    export CLASSIFI_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
+    export CI_REDIS_URL="redis://127.0.0.1:$redis_port"
 fi
 
 set +e

@@ -57,7 +57,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL server URL (without database name); each test makes its own database."""
-    if url := os.environ.get("CLASSIFI_TEST_POSTGRES_URL"):
+    if url := os.environ.get("CI_POSTGRES_URL"):
         yield url.rstrip("/")
         return
     pg_bin = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
@@ -137,7 +137,7 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """An S3 HTTP endpoint URL (moto in server mode unless CI exported another)."""
-    if url := os.environ.get("CLASSIFI_TEST_S3_ENDPOINT"):
+    if url := os.environ.get("CI_S3_ENDPOINT"):
         yield url
         return
     try:
@@ -166,7 +166,7 @@ def s3_store_url(s3_endpoint: str) -> str:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
-    if url := os.environ.get("CLASSIFI_TEST_REDIS_URL"):
+    if url := os.environ.get("CI_REDIS_URL"):
         yield url
         return
     binary = shutil.which("redis-server")

@@ -46,7 +46,9 @@ def test_app_environment_is_valid_settings_pointing_at_the_stack(service: str) -
         urlsplit(settings.registry_url).hostname,
         urlsplit(settings.queue_url).hostname,
         urlsplit(settings.mlflow_tracking_uri).hostname,
-        urlsplit(dict(q.split("=") for q in urlsplit(settings.store_url).query.split("&"))["endpoint"]).hostname,
+        urlsplit(
+            dict(q.split("=") for q in urlsplit(settings.store_url).query.split("&"))["endpoint"]
+        ).hostname,
     }
     assert hosts == {"postgres", "redis", "mlflow", "minio"}
     for host in hosts:
@@ -83,7 +85,11 @@ def test_app_environment_runs_natively_against_real_servers(
     environment["CLASSIFI_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     environment["CLASSIFI_HOME"] = str(tmp_path / "home")
     manifest = tmp_path / "manifest.csv"
-    rows = [f"{path},{label}" for label in ("dandelion", "grass") for path in sorted((dataset_dir / label).glob("*.jpg"))[:3]]
+    rows = [
+        f"{path},{label}"
+        for label in ("dandelion", "grass")
+        for path in sorted((dataset_dir / label).glob("*.jpg"))[:3]
+    ]
     manifest.write_text("url,label\n" + "\n".join(rows) + "\n")
 
     def classifi(*args: str) -> subprocess.CompletedProcess[str]:
@@ -101,4 +107,4 @@ def test_app_environment_runs_natively_against_real_servers(
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert "postgresql" in json.dumps(report) and "s3://image-dandelion-grass" in json.dumps(report)
-    assert report["counts"]["by_label"] == {"dandelion": 3, "grass": 3}
+    assert report["photos"]["by_label"] == {"dandelion": 3, "grass": 3}

@@ -99,9 +99,13 @@ def start_worker(settings_home: Path, queue_url: str, log: Path) -> subprocess.P
     )
 
 
-def wait_for_results(settings, ids: list[str]) -> list[dict]:  # type: ignore[no-untyped-def]
+def wait_for_results(
+    settings, ids: list[str], workers: list[subprocess.Popen[bytes]]
+) -> list[dict]:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
+        if any(worker.poll() is not None for worker in workers):
+            raise RuntimeError("a worker exited before the retrains finished (see its log)")
         results = [task_result(settings, task_id) for task_id in ids]
         if all(result is not None for result in results):
             return results  # type: ignore[return-value]
@@ -120,7 +124,7 @@ def test_two_workers_on_one_redis_retrain_once(make_system, redis_url: str, tmp_
         start_worker(system.settings.home, redis_url, tmp_path / f"worker{n}.log") for n in (1, 2)
     ]
     try:
-        results = wait_for_results(system.settings, ids)
+        results = wait_for_results(system.settings, ids, workers)
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGINT)
