@@ -1,0 +1,42 @@
+"""Remote mode with the server down: a submission waits in the outbox, nothing is lost.
+
+The server is "down" for real: the URL points at a 127.0.0.1 port nothing listens on.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from desktop.backends import QUEUED, RemoteBackend, ServerUnreachable
+from tests.services import free_port
+
+pytestmark = pytest.mark.gui
+
+
+def test_submissions_queue_while_the_server_is_down(
+    open_window, settings, qtbot, dataset_photos
+) -> None:
+    backend = RemoteBackend(settings, f"http://127.0.0.1:{free_port()}")
+    window = open_window(settings, backend)
+    assert window.mode_label.text().startswith("Remote: http://127.0.0.1:")
+    assert window.model_label.text() == "Model: unavailable"
+
+    photos = [dataset_photos["grass"][0], dataset_photos["dandelion"][0]]
+    assert backend.submit(photos[0], "grass") == QUEUED
+    assert backend.submit(photos[1], "dandelion") == QUEUED
+    assert backend.submit(photos[1], "dandelion") == QUEUED  # the same one is queued once
+    window.refresh_sync()
+    assert window.sync_label.text() == "2 waiting to sync"
+
+    # A restart keeps them: the outbox is on disk, the photos' bytes with it.
+    again = RemoteBackend(settings, backend.url)
+    entries = again.outbox.entries()
+    assert [(entry.filename, entry.label) for entry in entries] == [
+        (photos[0].name, "grass"),
+        (photos[1].name, "dandelion"),
+    ]
+    assert again.outbox.photo(entries[0]) == photos[0].read_bytes()
+    assert again.sync() == 0  # still down: nothing sent, nothing dropped
+    assert len(again.outbox) == 2
+    with pytest.raises(ServerUnreachable, match="does not answer"):
+        again.record_usage("session")
