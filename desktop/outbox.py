@@ -9,12 +9,12 @@ ever missing, and nothing is sent twice because entries leave the index only onc
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from core.store.local import write_atomically
 
 
 @dataclass(frozen=True)
@@ -24,19 +24,6 @@ class QueuedSubmission:
     label: str
     file: str  # the stored copy's name inside the outbox folder
     queued_at: str
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class Outbox:
@@ -61,7 +48,7 @@ class Outbox:
             if any(entry.sha256 == sha256 and entry.label == label for entry in entries):
                 return  # already waiting
             name = f"{sha256}{extension}"
-            _write_atomically(self.folder / name, data)
+            write_atomically(self.folder / name, data)
             entries.append(
                 QueuedSubmission(sha256, filename, label, name, datetime.now(UTC).isoformat())
             )
@@ -85,7 +72,7 @@ class Outbox:
 
     def _write(self, entries: list[QueuedSubmission]) -> None:
         payload = json.dumps([asdict(entry) for entry in entries], indent=1).encode("utf-8")
-        _write_atomically(self.index, payload)
+        write_atomically(self.index, payload)
         # Photo files no entry names (sent, or left by a crash before the index was written).
         keep = {entry.file for entry in entries} | {self.index.name}
         for path in self.folder.iterdir():

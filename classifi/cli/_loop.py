@@ -18,7 +18,7 @@ from core.model.training import Progress as TrainingProgress
 from core.registry import Registry
 from core.store import ObjectStore, open_store
 
-STAGES = {"embed": "Embedding new photos", "train": "Training the candidate"}
+STAGES = {"embed": "Embedding new photos", "train": "Training the head"}
 
 
 def services(settings: Settings) -> tuple[Registry, ObjectStore]:

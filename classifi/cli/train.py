@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 from rich.table import Table
 
 from classifi.cli import settings_of
+from classifi.cli._loop import training_progress
 from core.config import Settings
 from core.model.tracking import ui_command
-from core.model.training import Progress as TrainingProgress
 from core.model.training import TrainingResult, train_model
 from core.registry import Registry
 from core.store import open_store
-
-STAGES = {"embed": "Embedding new photos", "train": "Training the head"}
-
-
-@contextmanager
-def _progress_bars(console: Console) -> Iterator[TrainingProgress | None]:
-    """One rich bar per stage on a terminal; nothing when stderr is a pipe or a file."""
-    if not console.is_terminal:
-        yield None
-        return
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bars:
-        tasks: dict[str, TaskID] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(STAGES.get(stage, stage), total=total)
-            bars.update(tasks[stage], completed=done, total=total)
-
-        yield update
 
 
 def _format(value: float | None) -> str:
@@ -113,7 +90,7 @@ def command(ctx: click.Context, backbone_id: str | None, epochs: int | None, as_
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     registry = Registry(settings.registry_url)
     store = open_store(settings)
-    with _progress_bars(Console(stderr=True)) as progress:
+    with training_progress() as progress:
         result = train_model(settings, registry, store, progress=progress, actor="cli")
     if as_json:
         payload = asdict(result)

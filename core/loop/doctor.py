@@ -46,11 +46,11 @@ from core.store import (
     label_prefix,
     photo_key,
 )
+from core.store.local import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
 ACTOR = "doctor"
-TEMP_PREFIX = ".tmp-"  # LocalStore's unfinished writes
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,23 @@ from pathlib import Path
 from core.errors import NotFound, StoreError, StoreUnavailable
 from core.store.base import ObjectStore, check_key, check_prefix
 
+TEMP_PREFIX = ".tmp-"  # unfinished writes: invisible to readers, swept by `classifi doctor`
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` so that readers see the old file or the whole new one, even after a
+    crash: a synced temp file in the same folder, then a rename."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".part")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
 
 class LocalStore(ObjectStore):
     """Objects are files under ``root``; writes go through a temp file and ``os.replace``."""
@@ -35,16 +52,7 @@ class LocalStore(ObjectStore):
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(path, data)
         except OSError as exc:
             raise StoreError(f"Cannot write {key!r} to {self.root}: {exc}") from exc
 
@@ -72,7 +80,7 @@ class LocalStore(ObjectStore):
         keys = []
         for dirpath, _dirnames, filenames in os.walk(search_root):
             for name in filenames:
-                if name.startswith(".tmp-"):
+                if name.startswith(TEMP_PREFIX):
                     continue  # an unfinished write, invisible to readers
                 key = Path(dirpath, name).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
