@@ -82,7 +82,7 @@ def test_the_shared_photos_are_ingested_once(
     }
     store = open_store(any_settings)
     for label, paths in dataset_photos.items():
-        expected = {sha256_file(path): str(path) for path in paths}
+        expected = {sha256_file(path): str(path.resolve()) for path in paths}
         for row in by_label[label]:
             assert row.object_key == f"raw/{label}/{row.sha256}.jpg"
             assert row.url_source == expected[row.sha256]
