@@ -293,13 +293,16 @@ def load_efficientnet_lite0(network: nn.Module, path: Path) -> None:
 
 
 def _pooled(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    return network(batch)
+    return network(batch.contiguous(memory_format=torch.channels_last))
 
 
 def build_efficientnet_lite0() -> TimmBackbone:
     path = efficientnet_lite0_weights_path()
     network = _efficientnet_lite0_network()
     load_efficientnet_lite0(network, path)
+    # Depthwise convolutions run about twice as fast on CPU in channels-last layout, and
+    # only then does a batch beat single photos (bench/embed.py).
+    network = network.to(memory_format=torch.channels_last)
     return TimmBackbone(
         EFFICIENTNET_LITE0, network, 1280, EFFICIENTNET_PREPROCESSING, _pooled, str(path)
     )
