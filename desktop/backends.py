@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from PySide6.QtCore import QSettings
-from sqlalchemy import select
 
 from core.auth import DESKTOP_ADMIN_PASSWORD, choose_password, has_secret, verify_secret
 from core.config import Settings
@@ -40,7 +39,7 @@ from core.errors import (
     UnsupportedMediaType,
 )
 from core.imaging import CONTENT_TYPES, EXTENSIONS, CheckedPhoto, check_photo
-from core.registry import AuditEntry, ModelState, Photo, PhotoStatus, Registry
+from core.registry import ModelState, PhotoStatus, Registry
 from core.store import ObjectStore, open_store
 from core.usage import record_usage, usage_counts
 from desktop.outbox import Outbox
@@ -311,13 +310,10 @@ class LocalBackend(Backend):
         return list_pending(self.registry)
 
     def submission_image(self, photo_id: int) -> bytes:
+        from core.loop.review import photo_image
+
         self._check_admin()
-        with self.registry.session() as session:
-            photo = session.get(Photo, photo_id)
-            if photo is None:
-                raise NotFound(f"No photo with id {photo_id}.")
-            key = photo.object_key
-        return self.store.get(key)
+        return photo_image(self.registry, self.store, photo_id)[0]
 
     def review(self, photo_ids: list[int], action: str, label: str | None) -> list[ReviewDecision]:
         from core.loop.review import approve, reject
@@ -369,23 +365,10 @@ class LocalBackend(Backend):
         return task_result(self.settings, task_id)
 
     def audit_log(self, limit: int = 500) -> list[dict[str, Any]]:
+        from core.loop.review import audit_log
+
         self._check_admin()
-        with self.registry.session() as session:
-            entries = session.scalars(
-                select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-            ).all()
-            return [
-                {
-                    "at": entry.at.isoformat(timespec="seconds"),
-                    "actor": entry.actor,
-                    "action": entry.action,
-                    "photo_id": entry.photo_id,
-                    "model_version_id": entry.model_version_id,
-                    "old_label": entry.old_label,
-                    "new_label": entry.new_label,
-                }
-                for entry in entries
-            ]
+        return audit_log(self.registry, limit)
 
     def usage(self) -> dict[str, int]:
         return usage_counts(self.registry, CLIENT)

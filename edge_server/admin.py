@@ -8,10 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core import metrics
-from core.errors import NotFound
-from core.imaging import CONTENT_TYPES
 from core.loop import models_admin, review
-from core.registry import Photo
 from edge_server.auth import admin_required
 from edge_server.errors import BadRequest
 from edge_server.services import current
@@ -83,13 +80,8 @@ def list_submissions() -> ResponseReturnValue:
 @admin_required
 def submission_image(photo_id: int) -> ResponseReturnValue:
     services = current()
-    with services.registry.session() as session:
-        photo = session.get(Photo, photo_id)
-        if photo is None:
-            raise NotFound(f"No photo with id {photo_id}.")
-        key, image_format = photo.object_key, photo.image_format
-    data = services.store.get(key)
-    return Response(data, content_type=CONTENT_TYPES.get(image_format, "application/octet-stream"))
+    data, content_type = review.photo_image(services.registry, services.store, photo_id)
+    return Response(data, content_type=content_type)
 
 
 @bp.post("/admin/submissions/<int:photo_id>/review")

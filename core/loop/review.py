@@ -22,6 +22,7 @@ from sqlalchemy import and_, case, func, select
 
 from core.config import Settings
 from core.errors import Conflict, NotFound, UnknownLabel
+from core.imaging import CONTENT_TYPES
 from core.loop.moves import DELETING, Checkpoint, claim_move, finish_move, no_checkpoint
 from core.registry import AuditEntry, Photo, PhotoStatus, Registry
 from core.store import CORRECTED_PREFIX, PENDING_PREFIX, ObjectStore, photo_key
@@ -155,6 +156,36 @@ def _pending_photos(registry: Registry, photo_ids: Sequence[int]) -> dict[int, P
             f"Only pending photos can be reviewed; these are not: {', '.join(not_pending)}."
         )
     return photos
+
+
+def photo_image(registry: Registry, store: ObjectStore, photo_id: int) -> tuple[bytes, str]:
+    """A registered photo's bytes and content type, for a reviewer to look at."""
+    with registry.session() as session:
+        photo = session.get(Photo, photo_id)
+        if photo is None:
+            raise NotFound(f"No photo with id {photo_id}.")
+        key, image_format = photo.object_key, photo.image_format
+    return store.get(key), CONTENT_TYPES.get(image_format, "application/octet-stream")
+
+
+def audit_log(registry: Registry, limit: int = 500) -> list[dict[str, Any]]:
+    """The newest decisions first, as JSON-ready dicts."""
+    with registry.session() as session:
+        entries = session.scalars(
+            select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        ).all()
+        return [
+            {
+                "at": entry.at.isoformat(timespec="seconds"),
+                "actor": entry.actor,
+                "action": entry.action,
+                "photo_id": entry.photo_id,
+                "model_version_id": entry.model_version_id,
+                "old_label": entry.old_label,
+                "new_label": entry.new_label,
+            }
+            for entry in entries
+        ]
 
 
 def check_label(settings: Settings, label: str) -> str:
