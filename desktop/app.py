@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from core.config import Settings
+from desktop import torch_preload
 
 APP_NAME = "ClassifiImage"
 
@@ -71,7 +72,9 @@ def apply_theme(app: QApplication) -> None:
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:
-    """The one QApplication (reused if it exists, as under pytest-qt), themed and named."""
+    """The one QApplication (reused if it exists, as under pytest-qt), themed and named.
+    torch, imported later off the GUI thread, loads its libraries without freezing it."""
+    torch_preload.install()
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         app = QApplication(argv if argv is not None else sys.argv)
