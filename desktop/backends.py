@@ -16,7 +16,6 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -32,6 +31,7 @@ from core.errors import (
     Conflict,
     ImageTooLarge,
     InvalidImage,
+    ModelError,
     NoChampion,
     NotFound,
     TrainingRefused,
@@ -39,15 +39,15 @@ from core.errors import (
     UnsupportedMediaType,
 )
 from core.imaging import CONTENT_TYPES, EXTENSIONS, CheckedPhoto, check_photo
-from core.registry import ModelState, PhotoStatus, Registry
+from core.registry import Registry
 from core.store import ObjectStore, open_store
 from core.usage import record_usage, usage_counts
 from desktop.outbox import Outbox
 
 if TYPE_CHECKING:
-    from core.loop.models_admin import ModelSummary
     from core.loop.review import PendingPhoto, ReviewDecision
     from core.model.predictor import Predictor
+    from core.model.versions import ModelSummary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -261,8 +261,7 @@ class LocalBackend(Backend):
         return "Local"
 
     def champion(self) -> ModelSummary | None:
-        from core.loop.models_admin import ModelSummary
-        from core.model.versions import champion
+        from core.model.versions import ModelSummary, champion
 
         row = champion(self.registry)
         return None if row is None else ModelSummary.of(row)
@@ -392,23 +391,7 @@ _ERROR_BY_CODE: dict[str, type[ClassifiError]] = {
 _TYPE_BY_EXTENSION = {EXTENSIONS[name]: CONTENT_TYPES[name] for name in EXTENSIONS}
 REQUEST_TIMEOUT_S = 60.0
 BATCH_FILES = 16  # per /predict/batch request, below the server's default cap of 32
-
-
-def _model_summary(item: dict[str, Any]) -> ModelSummary:
-    from core.loop.models_admin import ModelSummary
-
-    return ModelSummary(
-        version=int(item["version"]),
-        state=ModelState(item["state"]),
-        backbone=str(item["backbone"]),
-        labels=list(item["labels"]),
-        metrics=dict(item["metrics"]),
-        object_key=str(item.get("object_key", "")),
-        created_at=datetime.fromisoformat(item["created_at"]),
-        promoted_at=datetime.fromisoformat(item["promoted_at"])
-        if item.get("promoted_at")
-        else None,
-    )
+PAGE_SIZE = 500  # the edge server's largest page of pending submissions
 
 
 class RemoteBackend(Backend):
@@ -459,31 +442,39 @@ class RemoteBackend(Backend):
 
     # Classify ------------------------------------------------------------------------------
     def champion(self) -> ModelSummary | None:
+        from core.model.versions import ModelSummary
+
         try:
-            info = self._request("GET", "/model")  # open to all; /models needs the admin token
+            return ModelSummary.from_dict(self._request("GET", "/model"))  # open to all
         except NoChampion:
             return None
-        return _model_summary({**info, "state": str(ModelState.CHAMPION)})
 
     def versions(self) -> list[ModelSummary]:
-        answer = self._request("GET", "/models")
-        return [
-            _model_summary(item)
-            for item in (answer["models"] if isinstance(answer, dict) else answer)
-        ]
+        from core.model.versions import ModelSummary
+
+        answer = self._request("GET", "/models", admin=True)
+        return [ModelSummary.from_dict(item) for item in answer["models"]]
 
     def promote(self, version: int) -> ModelSummary:
-        return _model_summary(self._request("POST", f"/admin/models/{version}/promote", admin=True))
+        from core.model.versions import ModelSummary
+
+        answer = self._request("POST", f"/admin/models/{version}/promote", admin=True)
+        return ModelSummary.from_dict(answer)
 
     def rollback(self) -> ModelSummary:
-        return _model_summary(self._request("POST", "/admin/models/rollback", admin=True))
+        from core.model.versions import ModelSummary
+
+        return ModelSummary.from_dict(self._request("POST", "/admin/models/rollback", admin=True))
 
     def retrain(self) -> str:
         return str(self._request("POST", "/admin/retrain", admin=True)["task_id"])
 
     def retrain_result(self, task_id: str) -> dict[str, Any] | None:
         answer = self._request("GET", f"/admin/retrain/{task_id}", admin=True)
-        return answer.get("result") if isinstance(answer, dict) else None
+        if answer["status"] == "failed":
+            raise ModelError(answer["error"]["message"])
+        result: dict[str, Any] | None = answer["result"]
+        return result
 
     def classify(self, photos: list[CheckedPhoto]) -> list[Any]:
         from core.model.predictor import Prediction
@@ -546,7 +537,6 @@ class RemoteBackend(Backend):
             return QUEUED
 
     def _send_submission(self, data: bytes, name: str, content_type: str, label: str) -> Any:
-        from core.loop.duplicates import Duplicate
         from core.loop.submissions import Submission
 
         answer = self._request(
@@ -555,23 +545,7 @@ class RemoteBackend(Backend):
             files={"file": (name, data, content_type)},
             data={"label": label, "submitter": CLIENT},
         )
-        duplicate = answer.get("duplicate")
-        return Submission(
-            photo_id=int(answer["id"]),
-            status=PhotoStatus(answer["status"]),
-            stored=bool(answer["stored"]),
-            duplicate=Duplicate(
-                int(duplicate["photo_id"]),
-                PhotoStatus(duplicate["status"]),
-                str(duplicate["kind"]),
-                float(duplicate["distance"]),
-            )
-            if duplicate
-            else None,
-            prediction=answer.get("prediction"),
-            confidence=answer.get("confidence"),
-            model_version=answer.get("model_version"),
-        )
+        return Submission.from_dict(answer)
 
     def sync(self) -> int:
         """Send the waiting submissions in order; stop at the first that cannot reach the
@@ -611,23 +585,13 @@ class RemoteBackend(Backend):
     def pending(self) -> list[PendingPhoto]:
         from core.loop.review import PendingPhoto
 
-        answer = self._request("GET", "/admin/submissions?status=pending", admin=True)
-        items = answer["submissions"] if isinstance(answer, dict) else answer
-        return [
-            PendingPhoto(
-                id=int(item["id"]),
-                object_key=str(item.get("object_key", "")),
-                proposed_label=item.get("proposed_label"),
-                prediction=item.get("prediction"),
-                confidence=item.get("confidence"),
-                status=PhotoStatus(item["status"]),
-                submitted_by=item.get("submitted_by"),
-                submitted_at=datetime.fromisoformat(item["submitted_at"]),
-                near_duplicate_of=item.get("near_duplicate_of"),
-                near_duplicate_distance=item.get("near_duplicate_distance"),
-            )
-            for item in items
-        ]
+        pending: list[PendingPhoto] = []
+        while True:
+            path = f"/admin/submissions?limit={PAGE_SIZE}&offset={len(pending)}"
+            page = self._request("GET", path, admin=True)["submissions"]
+            pending += [PendingPhoto.from_dict(item) for item in page]
+            if len(page) < PAGE_SIZE:
+                return pending
 
     def submission_image(self, photo_id: int) -> bytes:
         if not self.admin_token:
@@ -653,36 +617,15 @@ class RemoteBackend(Backend):
 
         body = {"ids": photo_ids, "action": action, "label": label}
         answer = self._request("POST", "/admin/submissions/review", admin=True, json=body)
-        return [
-            ReviewDecision(
-                photo_id=int(item["id"]),
-                action=str(item["action"]),
-                old_label=item.get("old_label"),
-                new_label=item.get("new_label"),
-                status=None if item["status"] == "deleted" else PhotoStatus(item["status"]),
-                audit_id=int(item["audit_id"]),
-            )
-            for item in answer["decisions"]
-        ]
+        return [ReviewDecision.from_dict(item) for item in answer["decisions"]]
 
     def undo_review(self, count: int) -> list[ReviewDecision]:
         from core.loop.review import ReviewDecision
 
-        decisions = []
-        for _ in range(count):
-            item = self._request("POST", "/admin/submissions/undo", admin=True)
-            decisions.append(
-                ReviewDecision(
-                    int(item["id"]),
-                    str(item["action"]),
-                    item.get("old_label"),
-                    item.get("new_label"),
-                    PhotoStatus.PENDING,
-                    int(item["audit_id"]),
-                )
-            )
-        return decisions
+        return [
+            ReviewDecision.from_dict(self._request("POST", "/admin/submissions/undo", admin=True))
+            for _ in range(count)
+        ]
 
     def audit_log(self, limit: int = 500) -> list[dict[str, Any]]:
-        answer = self._request("GET", f"/admin/audit?limit={limit}", admin=True)
-        return list(answer["entries"] if isinstance(answer, dict) else answer)
+        return list(self._request("GET", f"/admin/audit?limit={limit}", admin=True)["entries"])

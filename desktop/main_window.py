@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -53,7 +54,9 @@ from desktop.submit_panel import SubmitPanel
 from desktop.tasks import run_task
 
 if TYPE_CHECKING:
-    from core.loop.models_admin import ModelSummary
+    from core.model.versions import ModelSummary
+
+log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 30_000
 UNSURE_BELOW = 0.7  # confidence under which a prediction is marked "unsure"
@@ -327,7 +330,11 @@ class MainWindow(QMainWindow):
     def count_usage(self, event: str, count: int = 1) -> None:
         """Usage counting never bothers the user: a failure is only logged."""
         backend = self.backend
-        run_task(lambda: backend.record_usage(event, count), lambda _: None)
+        run_task(
+            lambda: backend.record_usage(event, count),
+            lambda _: None,
+            lambda error: log.warning("usage event %r not counted: %s", event, error),
+        )
 
     # Adding photos -------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

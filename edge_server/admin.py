@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core import metrics
+from core.errors import ModelError
 from core.loop import models_admin, review
 from edge_server.auth import admin_required
 from edge_server.errors import BadRequest
@@ -100,6 +101,24 @@ def review_many() -> ResponseReturnValue:
     return jsonify({"decisions": _decide(ids, body)})
 
 
+@bp.post("/admin/submissions/undo")
+@admin_required
+def undo() -> ResponseReturnValue:
+    """Undo the admin's last review decision not undone yet: the photo is pending again."""
+    services = current()
+    decision = review.undo_last(services.settings, services.registry, services.store, actor=ACTOR)
+    return jsonify(decision.to_dict())
+
+
+@bp.get("/admin/audit")
+@admin_required
+def audit() -> ResponseReturnValue:
+    """Who decided what and when, newest first."""
+    return jsonify(
+        {"entries": review.audit_log(current().registry, _int_arg("limit", 100, MAX_LIST))}
+    )
+
+
 @bp.get("/models")
 @admin_required
 def list_models() -> ResponseReturnValue:
@@ -136,3 +155,18 @@ def retrain() -> ResponseReturnValue:
 
     task_id = enqueue_retrain(current().settings, actor=ACTOR)
     return jsonify({"task_id": task_id, "status": "queued"}), 202
+
+
+@bp.get("/admin/retrain/<task_id>")
+@admin_required
+def retrain_status(task_id: str) -> ResponseReturnValue:
+    """A queued retrain: pending (waiting, running or unknown), finished, or failed."""
+    from worker.tasks import task_result
+
+    try:
+        result = task_result(current().settings, task_id)
+    except ModelError as exc:
+        failure = {"code": "task_failed", "message": str(exc)}
+        return jsonify({"task_id": task_id, "status": "failed", "error": failure})
+    status = "pending" if result is None else "finished"
+    return jsonify({"task_id": task_id, "status": status, "result": result})

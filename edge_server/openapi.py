@@ -121,13 +121,14 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/admin/submissions": {
         "get": _operation(
-            "List submissions by status (default pending), most useful first.",
+            "List the pending submissions, most useful first.",
             {"200": _answer("The submissions")} | _errors(400, 401),
             tag="admin",
             admin=True,
             parameters=[
                 {"name": "status", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                {"name": "offset", "in": "query", "schema": {"type": "integer"}},
             ],
         )
     },
@@ -175,6 +176,23 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         )
     },
+    "/admin/submissions/undo": {
+        "post": _operation(
+            "Undo the admin's last review decision: the photo is pending again.",
+            {"200": _answer("The undo")} | _errors(401, 404, 409),
+            tag="admin",
+            admin=True,
+        )
+    },
+    "/admin/audit": {
+        "get": _operation(
+            "The audit log, newest first: who decided what and when.",
+            {"200": _answer("The entries")} | _errors(400, 401),
+            tag="admin",
+            admin=True,
+            parameters=[{"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+        )
+    },
     "/models": {
         "get": _operation(
             "Every model version with its metrics, state and dates.",
@@ -206,6 +224,17 @@ PATHS: dict[str, dict[str, Any]] = {
             {"202": _answer("Queued, with the task id")} | _errors(401),
             tag="admin",
             admin=True,
+        )
+    },
+    "/admin/retrain/{task_id}": {
+        "get": _operation(
+            "A queued retrain's status: pending, finished (with the result) or failed.",
+            {"200": _answer("The status")} | _errors(401),
+            tag="admin",
+            admin=True,
+            parameters=[
+                {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
         )
     },
     "/health/live": {

@@ -77,14 +77,5 @@ def predict_batch() -> ResponseReturnValue:
 
 @bp.get("/model")
 def model() -> ResponseReturnValue:
-    info = current().refresh_model()
-    return jsonify(
-        {
-            "version": info.version,
-            "backbone": info.backbone,
-            "labels": info.labels,
-            "metrics": info.metrics,
-            "created_at": info.created_at.isoformat(),
-            "promoted_at": info.promoted_at.isoformat() if info.promoted_at else None,
-        }
-    )
+    """The champion being served: the same fields as one item of ``GET /models``."""
+    return jsonify(current().refresh_model().to_dict())

@@ -11,7 +11,8 @@ from flask import current_app
 from core import metrics
 from core.config import Settings
 from core.errors import NoChampion
-from core.model.predictor import ModelInfo, Prediction, Predictor
+from core.model.predictor import Prediction, Predictor
+from core.model.versions import ModelSummary
 from core.registry import Registry
 from core.serving import MicroBatcher
 from core.store import ObjectStore, open_store
@@ -50,14 +51,14 @@ class Services:
         except NoChampion as exc:
             log.warning("%s The server answers 503 on /predict until one is promoted.", exc)
 
-    def refresh_model(self) -> ModelInfo:
+    def refresh_model(self) -> ModelSummary:
         """The champion being served, after a cheap (throttled) check for a newer one."""
         self.predictor.refresh()
         info = self.predictor.info  # NoChampion when there is none
         self._note(info)
         return info
 
-    def _note(self, info: ModelInfo) -> None:
+    def _note(self, info: ModelSummary) -> None:
         """Export the served model version as a metric when it changed."""
         served = (info.version, info.backbone)
         if served != self.served_model:

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 # Workers import torch and load the model before they answer; give a busy machine time for it.
 WORKER_TIMEOUT_S = 300
+# On stop, requests in flight get this long to finish (a full /predict/batch takes a few
+# seconds). gunicorn 26 also waits this long on an idle keep-alive connection, such as the
+# desktop's: its default of 30 s made every stop take 30 s.
+GRACEFUL_TIMEOUT_S = 10
 
 
 def create_app(settings: Settings | None = None) -> Any:
@@ -55,6 +59,7 @@ def run_gunicorn(settings: Settings) -> None:
                 "threads": settings.server_threads,
                 "preload_app": False,  # build the app (and load the model) in each worker
                 "timeout": WORKER_TIMEOUT_S,
+                "graceful_timeout": GRACEFUL_TIMEOUT_S,
                 "child_exit": _child_exit,
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),

@@ -23,9 +23,10 @@ from typing import Any
 
 from huey import Huey, RedisExpireHuey
 from huey.api import TaskWrapper
-from huey.exceptions import TaskLockedException
+from huey.exceptions import TaskException, TaskLockedException
 
 from core.config import Settings
+from core.errors import ModelError
 from core.ingest import ingest
 from core.loop.policy import RetrainCheck, retrain_check
 from core.loop.reembed import reembed
@@ -170,9 +171,13 @@ def enqueue_reembed(settings: Settings, *, backbone_id: str | None = None) -> st
 
 
 def task_result(settings: Settings, task_id: str) -> dict[str, Any] | None:
-    """The finished task's result, or None while it waits or runs.
-
-    A task that failed raises its error here (huey's ``TaskException``).
-    """
-    value = worker_tasks(settings).huey.result(task_id, preserve=True)
+    """The finished task's result, or None while it waits or runs (or is unknown: huey cannot
+    tell). A task that failed raises :class:`ModelError` with the worker's error."""
+    try:
+        value = worker_tasks(settings).huey.result(task_id, preserve=True)
+    except TaskException as exc:
+        failure = exc.metadata.get("error") or str(exc)
+        raise ModelError(
+            f"Task {task_id} failed on the worker: {failure}. The worker's log has the details."
+        ) from None
     return value if value is None else dict(value)

@@ -8,13 +8,8 @@ from rich.table import Table
 
 from classifi.cli import settings_of
 from classifi.cli._loop import echo_json, os_actor, services
-from core.loop.models_admin import (
-    ModelSummary,
-    champion_history,
-    list_models,
-    promote,
-    rollback,
-)
+from core.loop.models_admin import champion_history, list_models, promote, rollback
+from core.model.versions import ModelSummary
 
 
 @click.group("models", help="List model versions, promote one by hand, or roll back.")

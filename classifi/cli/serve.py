@@ -77,9 +77,13 @@ def command(
         f"({settings.server_workers} worker(s)); Ctrl+C stops.",
         err=True,
     )
+    server_pid = os.getpid()
     try:
         from edge_server.wsgi import run
 
         run(settings)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        # gunicorn's forked workers unwind through here too when they exit: only the server
+        # itself may remove the directory the other workers still write to.
+        if os.getpid() == server_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ The threshold was calibrated with ``bench/near_duplicates.py`` (see the comment 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -34,6 +35,16 @@ class Duplicate:
             "kind": self.kind,
             "distance": round(self.distance, 6),
         }
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> Duplicate:
+        """The inverse of :meth:`to_dict`, for clients of the edge server."""
+        return cls(
+            int(item["photo_id"]),
+            PhotoStatus(item["status"]),
+            str(item["kind"]),
+            float(item["distance"]),
+        )
 
 
 def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

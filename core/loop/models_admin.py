@@ -16,46 +16,15 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.errors import Conflict, ModelError, NotFound
-from core.model.versions import champion, get_version, list_versions, set_champion
-from core.registry import ChampionHistory, ModelState, ModelVersion, Registry
+from core.model.versions import (
+    ModelSummary,
+    champion,
+    get_version,
+    list_versions,
+    set_champion,
+)
+from core.registry import ChampionHistory, ModelVersion, Registry
 from core.store import ObjectStore
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    version: int
-    state: ModelState
-    backbone: str
-    labels: list[str]
-    metrics: dict[str, Any]
-    object_key: str
-    created_at: datetime
-    promoted_at: datetime | None
-
-    @classmethod
-    def of(cls, row: ModelVersion) -> ModelSummary:
-        return cls(
-            row.id,
-            row.state,
-            row.backbone_id,
-            list(row.labels),
-            dict(row.metrics),
-            row.object_key,
-            row.created_at,
-            row.promoted_at,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "state": str(self.state),
-            "backbone": self.backbone,
-            "labels": self.labels,
-            "metrics": self.metrics,
-            "object_key": self.object_key,
-            "created_at": self.created_at.isoformat(),
-            "promoted_at": self.promoted_at.isoformat() if self.promoted_at else None,
-        }
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,22 @@ class PendingPhoto:
             "object_key": self.object_key,
         }
 
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> PendingPhoto:
+        """The inverse of :meth:`to_dict`, for clients of the edge server."""
+        return cls(
+            id=int(item["id"]),
+            object_key=str(item["object_key"]),
+            proposed_label=item["proposed_label"],
+            prediction=item["prediction"],
+            confidence=item["confidence"],
+            status=PhotoStatus(item["status"]),
+            submitted_by=item["submitted_by"],
+            submitted_at=datetime.fromisoformat(item["submitted_at"]),
+            near_duplicate_of=item["near_duplicate_of"],
+            near_duplicate_distance=item["near_duplicate_distance"],
+        )
+
 
 @dataclass(frozen=True)
 class ReviewDecision:
@@ -88,6 +104,19 @@ class ReviewDecision:
             "status": str(self.status) if self.status else "deleted",
             "audit_id": self.audit_id,
         }
+
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> ReviewDecision:
+        """The inverse of :meth:`to_dict`, for clients of the edge server."""
+        status = item["status"]
+        return cls(
+            photo_id=int(item["id"]),
+            action=str(item["action"]),
+            old_label=item["old_label"],
+            new_label=item["new_label"],
+            status=None if status == "deleted" else PhotoStatus(status),
+            audit_id=int(item["audit_id"]),
+        )
 
 
 def list_pending(

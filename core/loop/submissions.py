@@ -65,6 +65,20 @@ class Submission:
             "model_version": self.model_version,
         }
 
+    @classmethod
+    def from_dict(cls, item: dict[str, Any]) -> Submission:
+        """The inverse of :meth:`to_dict`, for clients of the edge server."""
+        duplicate = item["duplicate"]
+        return cls(
+            photo_id=int(item["id"]),
+            status=PhotoStatus(item["status"]),
+            stored=bool(item["stored"]),
+            duplicate=Duplicate.from_dict(duplicate) if duplicate else None,
+            prediction=item["prediction"],
+            confidence=item["confidence"],
+            model_version=item["model_version"],
+        )
+
 
 def _champion_model(predictor: Predictor) -> LoadedModel | None:
     predictor.refresh()

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from PIL import Image
@@ -26,7 +25,7 @@ from core.model.artifacts import ModelArtifact, load_artifact
 from core.model.backbone import Backbone
 from core.model.backbones import get_backbone
 from core.model.head import LinearHead
-from core.model.versions import champion, champion_id, get_version
+from core.model.versions import ModelSummary, champion, champion_id, get_version
 from core.registry import ModelVersion, Registry
 from core.store import ObjectStore
 
@@ -45,21 +44,10 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    version: int
-    backbone: str
-    labels: list[str]
-    metrics: dict[str, Any]
-    object_key: str
-    created_at: datetime
-    promoted_at: datetime | None
-
-
-@dataclass(frozen=True)
 class LoadedModel:
     """A version's head with its own backbone, checked to belong together."""
 
-    info: ModelInfo
+    info: ModelSummary
     head: LinearHead
     backbone: Backbone
 
@@ -105,16 +93,7 @@ def load_model(settings: Settings, store: ObjectStore, version: ModelVersion) ->
         )
     backbone = get_backbone(artifact.backbone_id, settings)
     check_compatible(artifact, backbone, source=source)
-    info = ModelInfo(
-        version=version.id,
-        backbone=backbone.id,
-        labels=list(artifact.labels),
-        metrics=dict(version.metrics),
-        object_key=version.object_key,
-        created_at=version.created_at,
-        promoted_at=version.promoted_at,
-    )
-    return LoadedModel(info=info, head=artifact.head(), backbone=backbone)
+    return LoadedModel(info=ModelSummary.of(version), head=artifact.head(), backbone=backbone)
 
 
 def predict_with(
@@ -213,6 +192,6 @@ class Predictor:
         return predict_with(model, images, batch_size or self.settings.embed_batch_size)
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> ModelSummary:
         """The loaded champion's version, backbone, labels and metrics (loading it if needed)."""
         return self.ensure_loaded().info

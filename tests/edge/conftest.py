@@ -7,8 +7,10 @@ fewer photos, for the swap tests. Each test that changes state works on its own 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,7 +34,7 @@ from core.registry import Registry
 from core.store import open_store
 from edge_server.app import create_app
 from edge_server.services import Services
-from tests.services import free_port, stop_process
+from tests.services import free_port
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -155,6 +157,21 @@ class LiveServer:
     token: str
     log: Path
 
+    def stop(self) -> None:
+        """Stop the server and its workers: the whole process group it was started in.
+
+        Stopping only the master is not enough: after SIGTERM a gunicorn worker keeps serving
+        its open keep-alive connections for a while, even once its master is gone.
+        """
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
 
 def start_server(
     home: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
@@ -186,6 +203,7 @@ def start_server(
             env=environment,
             stdout=stdout,
             stderr=stderr,
+            start_new_session=True,  # its own process group, which stop() ends as a whole
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300  # workers import torch and load the model
@@ -200,7 +218,7 @@ def start_server(
         except (requests.ConnectionError, requests.Timeout):
             pass
         if time.monotonic() > deadline:
-            stop_process(process)
+            LiveServer(url, process, home, "", log).stop()
             raise TimeoutError(f"classifi serve was not ready in 300 s:\n{log.read_text()}")
         time.sleep(0.2)
     printed = out.read_text().splitlines()
@@ -217,4 +235,4 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, edge_home: Path) -> It
     tmp.mkdir()
     server = start_server(home, "--workers", "2", env={"TMPDIR": str(tmp)})
     yield server
-    stop_process(server.process)
+    server.stop()

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.edge.conftest import LiveServer, copy_home, photo_name, start_server
-from tests.services import stop_process, unavailable
+from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def default_server(
     home = copy_home(edge_home, tmp_path_factory.mktemp("default") / "home")
     server = start_server(home, "--workers", "2", port=8000)
     yield server
-    stop_process(server.process)
+    server.stop()
 
 
 def test_seed_curl_commands_verbatim(

@@ -231,6 +231,21 @@ def test_admin_review_flow(make_app: Callable[..., EdgeApp], dataset_dir: Path) 
     left = client.get("/admin/submissions", headers=admin).get_json()["submissions"]
     assert [item["id"] for item in left] == [ids[3]]
 
+    undone = client.post("/admin/submissions/undo", headers=admin)  # the bulk's last rejection
+    assert undone.status_code == 200
+    assert (undone.get_json()["id"], undone.get_json()["status"]) == (ids[2], "pending")
+    left = client.get("/admin/submissions", headers=admin).get_json()["submissions"]
+    assert sorted(item["id"] for item in left) == sorted([ids[2], ids[3]])
+    audit = client.get("/admin/audit?limit=4", headers=admin).get_json()["entries"]
+    assert [(entry["action"], entry["photo_id"]) for entry in audit] == [
+        ("review.undo", ids[2]),
+        ("review.reject", ids[2]),
+        ("review.reject", ids[1]),
+        ("review.approve", ids[0]),
+    ]
+    assert {entry["actor"] for entry in audit} == {"edge-admin"}
+    assert client.get("/admin/audit?limit=x", headers=admin).status_code == 400
+
     metrics = client.get("/metrics").get_data(as_text=True)
     assert re.search(r'classifi_reviews_total\{outcome="rejected"\} [1-9]', metrics)
     assert re.search(r'classifi_submissions_total\{outcome="stored"\} [1-9]', metrics)
@@ -269,6 +284,12 @@ def test_models_promote_rollback_and_retrain(
     queued = client.post("/admin/retrain", headers=admin)
     assert queued.status_code == 202 and queued.get_json()["task_id"]
     assert queue.pending_count() == before + 1  # queued for the worker, not run here
+    status = client.get(f"/admin/retrain/{queued.get_json()['task_id']}", headers=admin)
+    assert status.get_json() == {
+        "task_id": queued.get_json()["task_id"],
+        "status": "pending",
+        "result": None,
+    }
     assert [m["version"] for m in client.get("/models", headers=admin).get_json()["models"]] == [
         2,
         1,
@@ -282,7 +303,7 @@ def test_every_admin_route_needs_the_token(edge: EdgeApp) -> None:
         for rule in edge.app.url_map.iter_rules()
         if rule.rule.startswith("/admin") or rule.rule == "/models"
     ]
-    assert len(admin_rules) == 8
+    assert len(admin_rules) == 11
     for rule in admin_rules:
         path = re.sub(r"<[^>]+>", "1", rule.rule)
         method = "POST" if "POST" in (rule.methods or ()) else "GET"
