@@ -477,7 +477,7 @@ class RemoteBackend(Backend):
         return result
 
     def classify(self, photos: list[CheckedPhoto]) -> list[Any]:
-        from core.model.predictor import Prediction
+        from core.model.prediction import Prediction
 
         answers: list[Any] = []
         for start in range(0, len(photos), BATCH_FILES):
@@ -490,15 +490,7 @@ class RemoteBackend(Backend):
                 if "error" in result:
                     answers.append(InvalidImage(result["error"]["message"]))
                 else:
-                    answers.append(
-                        Prediction(
-                            label=result["prediction"],
-                            confidence=float(result["confidence"]),
-                            probabilities=dict(result["probabilities"]),
-                            model_version=result["model_version"],
-                            backbone=result["backbone"],
-                        )
-                    )
+                    answers.append(Prediction.from_dict(result))
         return answers
 
     # Usage ---------------------------------------------------------------------------------

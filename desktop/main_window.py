@@ -158,7 +158,9 @@ class MainWindow(QMainWindow):
         self.table.setIconSize(self.table.iconSize().expandedTo(self.grid.iconSize()) * 4)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(Column.PROBABILITIES, QHeaderView.ResizeMode.Stretch)
-        header.resizeSection(Column.PHOTO, 220)
+        header.resizeSection(Column.PHOTO, 300)
+        header.setSectionResizeMode(Column.PHOTO, QHeaderView.ResizeMode.Interactive)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keeps the extension in view
         header.resizeSection(Column.CONFIDENCE, 130)
 
         self.views = QStackedWidget()

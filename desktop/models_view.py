@@ -1,19 +1,29 @@
 """Models and training: the versions, the champion, promote/rollback, retrain, and plots of
-the selected version's validation results (confusion matrix, per-label scores)."""
+the selected version (confusion matrix, per-label scores, per-epoch training curves)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCharts import QBarCategoryAxis, QBarSeries, QBarSet, QChart, QChartView, QValueAxis
-from PySide6.QtCore import QRectF, Qt, QTimer
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette
+from PySide6.QtCharts import (
+    QBarCategoryAxis,
+    QBarSeries,
+    QBarSet,
+    QChart,
+    QChartView,
+    QLegend,
+    QLineSeries,
+    QValueAxis,
+)
+from PySide6.QtCore import QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -22,13 +32,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.loop.models_admin import ModelSummary
+from core.errors import AuthError
+from core.model.metrics import EpochStats, epoch_history
+from core.model.versions import ModelSummary
 from core.registry import ModelState
 from desktop.backends import Backend
 from desktop.tasks import run_task
 
 COLUMNS = ("Version", "State", "Backbone", "Accuracy", "Macro F1", "ROC-AUC", "ECE", "Created")
 RETRAIN_POLL_MS = 3000
+#: The training curves: (series name, EpochStats field, axis, dashed). Validation is dashed.
+CURVES = (
+    ("training loss", "train_loss", "loss", False),
+    ("validation loss", "val_loss", "loss", True),
+    ("training accuracy", "train_accuracy", "accuracy", False),
+    ("validation accuracy", "val_accuracy", "accuracy", True),
+)
+CURVE_COLOURS = {"loss": QColor(33, 150, 243), "accuracy": QColor(255, 143, 0)}
 
 
 def _number(value: Any) -> str:
@@ -43,6 +63,9 @@ class ConfusionMatrix(QWidget):
         self.labels: list[str] = []
         self.matrix: list[list[int]] = []
         self.setMinimumSize(260, 220)
+
+    def sizeHint(self) -> QSize:
+        return QSize(300, 240)  # two labels fit; the versions table takes the rest of the width
 
     def show_matrix(self, labels: list[str], matrix: list[list[int]]) -> None:
         self.labels, self.matrix = labels, matrix
@@ -86,6 +109,62 @@ class ConfusionMatrix(QWidget):
         )
 
 
+def chart_theme(widget: QWidget) -> QChart.ChartTheme:
+    """The chart theme matching the widget's palette (the app follows the system's dark mode)."""
+    dark = widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    return QChart.ChartTheme.ChartThemeDark if dark else QChart.ChartTheme.ChartThemeLight
+
+
+def replace_chart(view: QChartView, chart: QChart) -> None:
+    """Show ``chart`` in ``view`` and free the chart it replaces (the view lets go of it)."""
+    previous = view.chart()
+    view.setChart(chart)
+    previous.deleteLater()
+
+
+def curves_chart(version: int, history: list[EpochStats], theme: QChart.ChartTheme) -> QChart:
+    """Loss (left axis) and accuracy (right axis) per epoch, training and validation."""
+    chart = QChart()
+    chart.setTheme(theme)
+    if not history:
+        chart.setTitle(f"Version {version}: no curves recorded for this version")
+        return chart
+    chart.setTitle(f"Version {version}: training curves")
+    epochs = QValueAxis()
+    epochs.setTitleText("epoch")
+    epochs.setLabelFormat("%d")
+    epochs.setRange(1, max(2, history[-1].epoch))
+    epochs.setTickType(QValueAxis.TickType.TicksDynamic)
+    epochs.setTickAnchor(1)
+    epochs.setTickInterval(max(1, -(-len(history) // 10)))  # at most about ten labels
+    largest_loss = max(max(stats.train_loss, stats.val_loss) for stats in history)
+    axes = {"loss": QValueAxis(), "accuracy": QValueAxis()}
+    axes["loss"].setTitleText("loss")
+    axes["loss"].setRange(0, largest_loss * 1.1 or 1)
+    axes["loss"].applyNiceNumbers()
+    axes["accuracy"].setTitleText("accuracy")
+    axes["accuracy"].setRange(0, 1)
+    chart.addAxis(epochs, Qt.AlignmentFlag.AlignBottom)
+    chart.addAxis(axes["loss"], Qt.AlignmentFlag.AlignLeft)
+    chart.addAxis(axes["accuracy"], Qt.AlignmentFlag.AlignRight)
+    for name, field, axis, dashed in CURVES:
+        series = QLineSeries()
+        series.setName(name)
+        for stats in history:
+            series.append(stats.epoch, getattr(stats, field))
+        series.setPointsVisible(len(history) <= 30)
+        chart.addSeries(series)  # before the pen: adding a series applies the theme's colours
+        pen = QPen(CURVE_COLOURS[axis], 2)
+        if dashed:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        series.setPen(pen)
+        series.attachAxis(epochs)
+        series.attachAxis(axes[axis])
+    chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+    chart.legend().setMarkerShape(QLegend.MarkerShape.MarkerShapeFromSeries)
+    return chart
+
+
 class ModelsWindow(QMainWindow):
     def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,7 +172,7 @@ class ModelsWindow(QMainWindow):
         self.models: list[ModelSummary] = []
         self.retrain_task: str | None = None
         self.setWindowTitle("Models and training")
-        self.resize(1000, 600)
+        self.resize(1000, 700)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -116,28 +195,52 @@ class ModelsWindow(QMainWindow):
 
         self.confusion = ConfusionMatrix()
         self.scores = QChartView()
-        self.scores.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.scores.setMinimumHeight(220)
-        plots = QWidget()
-        plots_layout = QVBoxLayout(plots)
-        plots_layout.addWidget(self.confusion)
-        plots_layout.addWidget(self.scores)
+        self.scores.setMinimumSize(300, 260)
+        self.curves = QChartView()
+        self.curves.setMinimumSize(420, 260)
+        for view in (self.scores, self.curves):
+            view.setRenderHint(QPainter.RenderHint.Antialiasing)
 
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.addWidget(self.table)
-        left_layout.addLayout(buttons)
-        splitter = QSplitter()
-        splitter.addWidget(left)
-        splitter.addWidget(plots)
-        splitter.setStretchFactor(0, 1)
+        # Versions and the confusion matrix on top, the two charts side by side below them.
+        versions = QWidget()
+        versions_layout = QVBoxLayout(versions)
+        versions_layout.addWidget(self.table)
+        versions_layout.addLayout(buttons)
+        self.table.setMinimumSize(420, 120)
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(versions)
+        top.addWidget(self.confusion)
+        top.setStretchFactor(0, 1)
+        top.setStretchFactor(1, 0)
+        charts = QSplitter(Qt.Orientation.Horizontal)
+        charts.addWidget(self.scores)
+        charts.addWidget(self.curves)
+        charts.setStretchFactor(0, 2)
+        charts.setStretchFactor(1, 3)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(charts)
+        splitter.setStretchFactor(1, 1)
+        for part in (top, charts, splitter):
+            part.setChildrenCollapsible(False)
         self.setCentralWidget(splitter)
-        self.statusBar()
+        # The worker reports no steps, so the bar only shows that the retrain is under way.
+        self.retrain_progress = QProgressBar(maximumWidth=160, textVisible=False)
+        self.retrain_progress.setRange(0, 0)
+        self.retrain_progress.hide()
+        self.statusBar().addPermanentWidget(self.retrain_progress)
         self.poll = QTimer(self, interval=RETRAIN_POLL_MS, timeout=self._poll_retrain)
         self.reload()
 
     def reload(self) -> None:
-        run_task(self.backend.versions, self._on_versions, self._on_error)
+        run_task(self.backend.versions, self._on_versions, self._on_versions_error)
+
+    def _on_versions_error(self, error: BaseException) -> None:
+        """An edge server lists its versions to admins only: ask for the token, then retry."""
+        if isinstance(error, AuthError) and not self.backend.admin_signed_in and self._admin():
+            self.reload()
+        else:
+            self._on_error(error)
 
     def _on_versions(self, models: list[ModelSummary]) -> None:
         self.models = sorted(models, key=lambda m: m.version, reverse=True)
@@ -194,12 +297,10 @@ class ModelsWindow(QMainWindow):
         chart.addAxis(values, Qt.AlignmentFlag.AlignLeft)
         series.attachAxis(categories)
         series.attachAxis(values)
-        chart.setTheme(
-            QChart.ChartTheme.ChartThemeDark
-            if self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-            else QChart.ChartTheme.ChartThemeLight
-        )
-        self.scores.setChart(chart)
+        chart.setTheme(chart_theme(self))
+        replace_chart(self.scores, chart)
+        history = epoch_history(metrics)
+        replace_chart(self.curves, curves_chart(model.version, history, chart_theme(self)))
 
     # Admin actions -------------------------------------------------------------------------
     def _admin(self) -> bool:
@@ -229,6 +330,7 @@ class ModelsWindow(QMainWindow):
         if self.retrain_task is not None or not self._admin():
             return
         self.retrain_button.setEnabled(False)
+        self.retrain_progress.show()
         self.statusBar().showMessage("Asking the worker to retrain…")
         run_task(self.backend.retrain, self._on_enqueued, self._on_retrain_error)
 
@@ -251,17 +353,19 @@ class ModelsWindow(QMainWindow):
     def _on_retrain_result(self, result: dict[str, Any] | None) -> None:
         if result is None:
             return
-        self.poll.stop()
-        self.retrain_task = None
-        self.retrain_button.setEnabled(True)
+        self._retrain_over()
         self.statusBar().showMessage(f"Retrain finished: {result.get('reason', result)}", 15_000)
         self.reload()
 
     def _on_retrain_error(self, error: BaseException) -> None:
+        self._retrain_over()
+        self._on_error(error)
+
+    def _retrain_over(self) -> None:
         self.poll.stop()
         self.retrain_task = None
+        self.retrain_progress.hide()
         self.retrain_button.setEnabled(True)
-        self._on_error(error)
 
     def _on_error(self, error: BaseException) -> None:
         self.statusBar().showMessage(str(error), 15_000)

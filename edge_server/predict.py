@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from core import metrics
 from core.errors import ClassifiError
 from core.imaging import check_photo
-from core.model.predictor import Prediction
+from core.model.prediction import Prediction
 from edge_server.auth import check_api_key
 from edge_server.errors import describe
 from edge_server.services import current
@@ -22,16 +22,6 @@ bp = Blueprint("predict", __name__)
 @bp.before_request
 def require_api_key() -> None:
     check_api_key(current().settings)
-
-
-def prediction_json(prediction: Prediction) -> dict[str, Any]:
-    return {
-        "prediction": prediction.label,
-        "confidence": prediction.confidence,
-        "probabilities": prediction.probabilities,
-        "model_version": prediction.model_version,
-        "backbone": prediction.backbone,
-    }
 
 
 def _count(predictions: list[Prediction]) -> None:
@@ -48,7 +38,7 @@ def predict_one() -> ResponseReturnValue:
     services.refresh_model()  # picks up a champion promoted by another process
     prediction = services.batcher.submit(photo.image)
     _count([prediction])
-    return jsonify(prediction_json(prediction))
+    return jsonify(prediction.to_dict())
 
 
 @bp.post("/predict/batch")
@@ -71,7 +61,7 @@ def predict_batch() -> ResponseReturnValue:
         predictions = services.predictor.predict([image for _, image in good])
         _count(predictions)
         for (index, _), prediction in zip(good, predictions, strict=True):
-            results[index].update(prediction_json(prediction))
+            results[index].update(prediction.to_dict())
     return jsonify({"results": results})
 
 

@@ -11,7 +11,8 @@ from flask import current_app
 from core import metrics
 from core.config import Settings
 from core.errors import NoChampion
-from core.model.predictor import Prediction, Predictor
+from core.model.prediction import Prediction
+from core.model.predictor import Predictor
 from core.model.versions import ModelSummary
 from core.registry import Registry
 from core.serving import MicroBatcher

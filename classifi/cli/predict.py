@@ -15,7 +15,8 @@ from classifi.cli import settings_of
 from core.errors import InvalidImage
 from core.imaging import check_photo
 from core.ingest import PHOTO_SUFFIXES
-from core.model.predictor import Prediction, Predictor
+from core.model.prediction import Prediction
+from core.model.predictor import Predictor
 from core.registry import Registry
 from core.store import open_store
 
@@ -58,16 +59,7 @@ def _batches(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
 
 def _prediction_line(path: Path, prediction: Prediction, as_json: bool) -> str:
     if as_json:
-        return json.dumps(
-            {
-                "path": str(path),
-                "prediction": prediction.label,
-                "confidence": prediction.confidence,
-                "probabilities": prediction.probabilities,
-                "model_version": prediction.model_version,
-                "backbone": prediction.backbone,
-            }
-        )
+        return json.dumps({"path": str(path), **prediction.to_dict()})
     probabilities = " ".join(f"{k}={v:.3f}" for k, v in prediction.probabilities.items())
     return (
         f"{path}\t{prediction.label}\t{prediction.confidence:.3f}\t{probabilities}\t"

@@ -7,11 +7,13 @@ binary cross-entropy; more labels get one logit each, trained with softmax cross
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
+
+from core.model.metrics import EpochStats
 
 
 class LinearHead(nn.Module):
@@ -41,6 +43,21 @@ class LinearHead(nn.Module):
                 return torch.stack([1 - positive, positive], dim=1).numpy()
             return torch.softmax(logits.double(), dim=1).numpy()
 
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean training loss of ``logits`` against label indices ``targets``."""
+        if self.n_labels == 2:
+            return functional.binary_cross_entropy_with_logits(logits[:, 0], targets.float())
+        return functional.cross_entropy(logits, targets)
+
+    def scores(self, embeddings: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+        """(loss, accuracy) on labelled embeddings; the accuracy is that of :meth:`probabilities`,
+        as the validation metrics compute it."""
+        with torch.inference_mode():
+            logits = self(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)))
+            loss = float(self.loss(logits, torch.as_tensor(np.asarray(targets, dtype=np.int64))))
+        predicted = self.probabilities(embeddings).argmax(axis=1)
+        return loss, float((predicted == np.asarray(targets)).mean())
+
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], n_labels: int) -> LinearHead:
         weight = state["linear.weight"]
@@ -49,18 +66,12 @@ class LinearHead(nn.Module):
         return head.eval()
 
 
-@dataclass(frozen=True)
-class EpochStats:
-    epoch: int  # 1-based
-    loss: float  # mean training loss over the epoch
-    accuracy: float  # training accuracy over the epoch, as the head stood at each batch
-
-
 def fit_head(
     embeddings: np.ndarray,
     targets: np.ndarray,
     n_labels: int,
     *,
+    validation: tuple[np.ndarray, np.ndarray],
     learning_rate: float,
     epochs: int,
     batch_size: int,
@@ -69,6 +80,7 @@ def fit_head(
 ) -> tuple[LinearHead, list[EpochStats]]:
     """Train a :class:`LinearHead` with Adam on raw ``embeddings`` (N, dim) and label indices.
 
+    After each epoch the head is scored on the held-out ``validation`` (embeddings, targets).
     Deterministic: zero initial weights and a seeded shuffle. (Standardising the embeddings
     first was tried: no better held-out accuracy on the shared photos, so the head stays a
     plain linear layer on the backbone's output.)
@@ -80,8 +92,6 @@ def fit_head(
     nn.init.zeros_(head.linear.weight)
     nn.init.zeros_(head.linear.bias)
     optimiser = torch.optim.Adam(head.parameters(), lr=learning_rate)
-    binary = n_labels == 2
-    loss_fn: nn.Module = nn.BCEWithLogitsLoss() if binary else nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
 
     history = []
@@ -90,18 +100,15 @@ def fit_head(
         total_loss, correct = 0.0, 0
         for batch in torch.randperm(len(x), generator=generator).split(batch_size):
             logits = head(x[batch])
-            if binary:
-                loss = loss_fn(logits[:, 0], y[batch].float())
-                predicted = (logits[:, 0] > 0).long()
-            else:
-                loss = loss_fn(logits, y[batch])
-                predicted = logits.argmax(dim=1)
+            loss = head.loss(logits, y[batch])
+            predicted = (logits[:, 0] > 0).long() if n_labels == 2 else logits.argmax(dim=1)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total_loss += float(loss.detach()) * len(batch)
             correct += int((predicted == y[batch]).sum())
-        stats = EpochStats(epoch, total_loss / len(x), correct / len(x))
+        val_loss, val_accuracy = head.scores(*validation)
+        stats = EpochStats(epoch, total_loss / len(x), correct / len(x), val_loss, val_accuracy)
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)

@@ -5,12 +5,33 @@ The result is JSON-able: it is stored with the model version, in the artifact an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 ECE_BINS = 10
+
+#: The key of a version's metrics that holds its per-epoch history (see :func:`epoch_history`).
+HISTORY_KEY = "epochs"
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One training epoch: its ``asdict`` is the entry stored in the version's history."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean training loss over the epoch
+    train_accuracy: float  # training accuracy over the epoch, as the head stood at each batch
+    val_loss: float  # the head at the end of the epoch, on the validation photos
+    val_accuracy: float
+
+
+def epoch_history(metrics: Mapping[str, Any]) -> list[EpochStats]:
+    """The per-epoch history kept in a version's metrics; empty for versions trained before
+    the history was kept."""
+    return [EpochStats(**entry) for entry in metrics.get(HISTORY_KEY, [])]
 
 
 def classification_metrics(

@@ -25,6 +25,7 @@ from core.model.artifacts import ModelArtifact, load_artifact
 from core.model.backbone import Backbone
 from core.model.backbones import get_backbone
 from core.model.head import LinearHead
+from core.model.prediction import Prediction
 from core.model.versions import ModelSummary, champion, champion_id, get_version
 from core.registry import ModelVersion, Registry
 from core.store import ObjectStore
@@ -32,15 +33,6 @@ from core.store import ObjectStore
 log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL_S = 2.0
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-    model_version: int
-    backbone: str
 
 
 @dataclass(frozen=True)

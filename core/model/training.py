@@ -14,7 +14,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -32,8 +32,8 @@ from core.model.artifacts import (
 from core.model.backbone import Backbone
 from core.model.backbones import get_backbone, resolve_backbone_id
 from core.model.embeddings import EmbeddingCache
-from core.model.head import EpochStats, fit_head
-from core.model.metrics import classification_metrics, flat_metrics
+from core.model.head import fit_head
+from core.model.metrics import HISTORY_KEY, EpochStats, classification_metrics, flat_metrics
 from core.model.predictor import load_model
 from core.model.tracking import TrainingRun
 from core.model.versions import champion, get_version, set_champion
@@ -77,7 +77,6 @@ class TrainingResult:
     train_size: int
     validation_size: int
     dataset_fingerprint: str
-    epochs: list[EpochStats]
     #: The held-out photos behind ``metrics``: compare another model on exactly these.
     validation_photos: list[LabelledPhoto]
 
@@ -211,8 +210,15 @@ def train_model(
     try:
 
         def on_epoch(stats: EpochStats) -> None:
+            # epoch_val_*, as val_* names the final validation metrics logged after training
             run.log_metrics(
-                {"train_loss": stats.loss, "train_accuracy": stats.accuracy}, stats.epoch
+                {
+                    "train_loss": stats.train_loss,
+                    "train_accuracy": stats.train_accuracy,
+                    "epoch_val_loss": stats.val_loss,
+                    "epoch_val_accuracy": stats.val_accuracy,
+                },
+                stats.epoch,
             )
             if progress:
                 progress("train", stats.epoch, settings.epochs)
@@ -221,6 +227,7 @@ def train_model(
             vectors[train],
             targets[train],
             len(labels),
+            validation=(vectors[validation], targets[validation]),
             learning_rate=settings.learning_rate,
             epochs=settings.epochs,
             batch_size=settings.train_batch_size,
@@ -232,6 +239,8 @@ def train_model(
         )
         run.log_metrics({f"val_{name}": value for name, value in flat_metrics(metrics).items()})
         run.log_dict(metrics, "validation_metrics.json")
+        # Kept with the version (artifact and registry row) for the training-curve plots.
+        metrics[HISTORY_KEY] = [asdict(stats) for stats in history]
         artifact = ModelArtifact(
             state_dict=head.state_dict(),
             backbone_id=backbone_id,
@@ -273,7 +282,6 @@ def train_model(
         train_size=len(train),
         validation_size=len(validation),
         dataset_fingerprint=fingerprint,
-        epochs=history,
         validation_photos=[
             LabelledPhoto(photos[i].sha256, photos[i].object_key, str(photos[i].label))
             for i in validation

@@ -1,11 +1,12 @@
-"""The models view: versions with the champion marked, promote and rollback, the plots."""
+"""The models view: versions with the champion marked, promote and rollback, the plots and
+the training curves."""
 
 from __future__ import annotations
 
 import pytest
 
 from core.model.training import train_model
-from core.registry import ModelState
+from core.registry import ModelState, ModelVersion, Registry
 from desktop.models_view import open_models_window
 
 pytestmark = pytest.mark.gui
@@ -61,3 +62,55 @@ def test_plots_render(open_window, trained_settings, qtbot) -> None:
         "recall",
         "f1",
     ]
+
+
+def curve_points(models) -> dict[str, list[tuple[float, float]]]:
+    return {
+        series.name(): [(point.x(), point.y()) for point in series.points()]
+        for series in models.curves.chart().series()
+    }
+
+
+def test_training_curves_show_the_stored_history(open_window, trained_settings, qtbot) -> None:
+    window = open_window(trained_settings)
+    models = open_models_window(window)
+    qtbot.waitUntil(lambda: models.table.rowCount() == 1)
+    history = window.backend.champion().metrics["epochs"]
+    assert [entry["epoch"] for entry in history] == list(range(1, trained_settings.epochs + 1))
+    assert curve_points(models) == {
+        name: [(entry["epoch"], entry[field]) for entry in history]
+        for name, field in (
+            ("training loss", "train_loss"),
+            ("validation loss", "val_loss"),
+            ("training accuracy", "train_accuracy"),
+            ("validation accuracy", "val_accuracy"),
+        )
+    }
+    assert models.curves.chart().title() == "Version 1: training curves"
+
+
+def test_a_version_without_history_shows_the_empty_state(
+    open_window, trained_settings, qtbot
+) -> None:
+    # Versions trained before the history was kept have no "epochs" in their metrics.
+    registry = Registry(trained_settings.registry_url)
+    with registry.session() as session:
+        old = session.get(ModelVersion, 1)
+        old.metrics = {name: value for name, value in old.metrics.items() if name != "epochs"}
+    window = open_window(trained_settings)
+    second = train_model(trained_settings, registry, window.backend.store)
+    registry.dispose()
+
+    models = open_models_window(window)
+    qtbot.waitUntil(lambda: models.table.rowCount() == 2)
+    models.table.selectRow(0)  # the newest: trained with its history
+    assert models.selected().version == second.version_id
+    assert {name: len(points) for name, points in curve_points(models).items()} == {
+        name: trained_settings.epochs
+        for name in ("training loss", "validation loss", "training accuracy", "validation accuracy")
+    }
+    models.table.selectRow(1)  # the old version
+    assert models.selected().version == 1
+    assert models.curves.chart().series() == []
+    assert models.curves.chart().title() == "Version 1: no curves recorded for this version"
+    assert models.confusion.matrix  # its validation plots still show

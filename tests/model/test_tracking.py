@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from sqlalchemy import select
 
 from classifi.cli import cli
+from core.model.metrics import epoch_history
 from core.model.training import train_model
 from core.model.versions import champion, list_versions, set_champion
 from core.registry import AuditEntry, ChampionHistory, ModelState
@@ -49,8 +50,15 @@ def test_the_run_records_params_metrics_and_the_registered_champion(
     )
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in losses] == list(range(1, 11))
-    assert [m.value for m in losses] == pytest.approx([e.loss for e in result.epochs])
+    assert [m.value for m in losses] == pytest.approx(
+        [e.train_loss for e in epoch_history(result.metrics)]
+    )
     assert len(client.get_metric_history(run.info.run_id, "train_accuracy")) == 10
+    for name, field in (("epoch_val_loss", "val_loss"), ("epoch_val_accuracy", "val_accuracy")):
+        logged = client.get_metric_history(run.info.run_id, name)
+        assert [(m.step, m.value) for m in logged] == [
+            (e.epoch, pytest.approx(getattr(e, field))) for e in epoch_history(result.metrics)
+        ]
 
     registered = client.get_model_version_by_alias(settings.mlflow_model_name, "champion")
     assert str(registered.version) == result.mlflow_version

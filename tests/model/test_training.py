@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from core.errors import StoreError, TrainingRefused
 from core.ingest import ingest, read_source
 from core.model.artifacts import load_artifact
 from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
-from core.model.metrics import classification_metrics, expected_calibration_error, roc_auc
+from core.model.embeddings import EmbeddingCache
+from core.model.metrics import (
+    classification_metrics,
+    epoch_history,
+    expected_calibration_error,
+    roc_auc,
+)
 from core.model.training import (
     LabelledPhoto,
     dataset_fingerprint,
@@ -24,7 +31,7 @@ from core.model.training import (
     training_set,
     validation_split,
 )
-from core.model.versions import champion, list_versions
+from core.model.versions import champion, get_version, list_versions
 from core.registry import (
     AuditEntry,
     ChampionHistory,
@@ -55,8 +62,9 @@ def test_first_model_reaches_the_accuracy_and_becomes_champion(trained: TrainedS
     assert 0.25 <= result.validation_size / 340 <= 0.35  # the 70/30 split, drawn per photo
     assert sum(map(sum, result.metrics["confusion_matrix"])) == result.validation_size
     assert result.metrics["roc_auc"] > 0.95
-    assert [epoch.epoch for epoch in result.epochs] == list(range(1, 11))
-    assert result.epochs[-1].loss < result.epochs[0].loss
+    history = epoch_history(result.metrics)
+    assert [epoch.epoch for epoch in history] == list(range(1, 11))
+    assert history[-1].train_loss < history[0].train_loss
 
     assert result.became_champion
     current = champion(trained.registry)
@@ -90,6 +98,34 @@ def test_artifact_is_versioned_and_describes_its_model(trained: TrainedSystem) -
     assert artifact.dataset_fingerprint == result.dataset_fingerprint
     assert artifact.mlflow_run_id == result.mlflow_run_id
     assert artifact.metrics["accuracy"] == result.metrics["accuracy"]
+
+
+@pytest.mark.slow
+def test_the_version_keeps_its_per_epoch_history(trained: TrainedSystem) -> None:
+    result = trained.first
+    version = get_version(trained.registry, result.version_id)
+    history = epoch_history(version.metrics)
+    assert history == epoch_history(result.metrics)
+    assert [stats.epoch for stats in history] == list(range(1, trained.settings.epochs + 1))
+    for stats in history:
+        values = (stats.train_loss, stats.train_accuracy, stats.val_loss, stats.val_accuracy)
+        assert all(math.isfinite(value) for value in values)
+        assert 0 <= stats.train_accuracy <= 1 and 0 <= stats.val_accuracy <= 1
+    assert history[-1].val_loss < history[0].val_loss
+    # The last epoch's head is the published head, scored on the same validation photos.
+    assert history[-1].val_accuracy == result.metrics["accuracy"]
+    artifact = load_artifact(trained.store.get(result.object_key))
+    assert epoch_history(artifact.metrics) == history
+
+    # The validation loss is the training loss (BCE for two labels) of the published head.
+    backbone = get_backbone(EFFICIENTNET_LITE0, trained.settings)
+    cache = EmbeddingCache(trained.registry, trained.store, backbone, batch_size=32)
+    vectors = cache.vectors([(p.sha256, p.object_key) for p in result.validation_photos])
+    grass = np.array([photo.label == "grass" for photo in result.validation_photos])
+    logit = vectors @ artifact.state_dict["linear.weight"].numpy()[0]
+    logit += artifact.state_dict["linear.bias"].numpy()[0]
+    bce = np.mean(np.logaddexp(0, np.where(grass, -logit, logit)))  # -log sigmoid(±logit)
+    assert history[-1].val_loss == pytest.approx(bce, rel=1e-4)
 
 
 @pytest.mark.slow
