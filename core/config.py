@@ -93,6 +93,9 @@ class Settings(BaseModel):
     batch_max_delay_ms: float = Field(default=5.0, ge=0)
     max_batch_files: int = Field(default=32, gt=0)
 
+    # The desktop marks predictions less confident than this as unsure.
+    unsure_below: float = Field(default=0.7, ge=0, le=1)
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 30_000
-UNSURE_BELOW = 0.7  # confidence under which a prediction is marked "unsure"
 
 SORTS = {
     "Order dropped": (None, Qt.SortOrder.AscendingOrder),
@@ -117,7 +116,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("ClassifiImage")
         self.setAcceptDrops(True)
 
-        self.results = ResultsModel(UNSURE_BELOW)
+        self.results = ResultsModel(self.settings.unsure_below)
         self.proxy = ResultsFilter(self.results)
         self._build_views()
         self._build_toolbar()
@@ -550,7 +549,7 @@ class MainWindow(QMainWindow):
                                 for label in labels
                             ),
                             row.model_version or "",
-                            "yes" if row.unsure(UNSURE_BELOW) else "",
+                            "yes" if row.unsure(self.results.unsure_below) else "",
                             row.error or "",
                         ]
                     )

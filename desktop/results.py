@@ -73,7 +73,7 @@ HEADERS = {
 class ResultsModel(QAbstractTableModel):
     """The photos of the current session, in the order they were dropped."""
 
-    def __init__(self, unsure_below: float = 0.7) -> None:
+    def __init__(self, unsure_below: float) -> None:
         super().__init__()
         self.rows: list[PhotoRow] = []
         self._index_of: dict[Path, int] = {}
