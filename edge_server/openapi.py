@@ -52,6 +52,15 @@ def _operation(
     return operation
 
 
+def _admin_operation(
+    summary: str, responses: dict[str, Any], *statuses: int, **details: Any
+) -> dict[str, Any]:
+    """An admin route: bearer token, 401 without it, plus the given error statuses."""
+    return _operation(
+        summary, responses | _errors(401, *statuses), tag="admin", admin=True, **details
+    )
+
+
 def _multipart(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
     schema = {"type": "object", "properties": fields, "required": required}
     return {"multipart/form-data": {"schema": schema}}
@@ -120,11 +129,10 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/admin/submissions": {
-        "get": _operation(
+        "get": _admin_operation(
             "List the pending submissions, most useful first.",
-            {"200": _answer("The submissions")} | _errors(400, 401),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The submissions")},
+            400,
             parameters=[
                 {"name": "status", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer"}},
@@ -133,31 +141,29 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/admin/submissions/{photo_id}/image": {
-        "get": _operation(
+        "get": _admin_operation(
             "The submitted photo's bytes.",
-            {"200": {"description": "The photo", "content": {"image/*": {"schema": BINARY}}}}
-            | _errors(401, 404),
-            tag="admin",
-            admin=True,
+            {"200": {"description": "The photo", "content": {"image/*": {"schema": BINARY}}}},
+            404,
             parameters=[PHOTO_ID],
         )
     },
     "/admin/submissions/{photo_id}/review": {
-        "post": _operation(
+        "post": _admin_operation(
             "Approve (with the proposed or a corrected label) or reject one submission.",
-            {"200": _answer("The decision")} | _errors(400, 401, 404, 409),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The decision")},
+            400,
+            404,
+            409,
             parameters=[PHOTO_ID],
             body={JSON: {"schema": REVIEW}},
         )
     },
     "/admin/submissions/review": {
-        "post": _operation(
+        "post": _admin_operation(
             "Approve or reject several submissions: {ids: [...], action, label?}.",
-            {"200": _answer("One decision per id")} | _errors(400, 401),
-            tag="admin",
-            admin=True,
+            {"200": _answer("One decision per id")},
+            400,
             body={
                 JSON: {
                     "schema": {
@@ -177,61 +183,53 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/admin/submissions/undo": {
-        "post": _operation(
+        "post": _admin_operation(
             "Undo the admin's last review decision: the photo is pending again.",
-            {"200": _answer("The undo")} | _errors(401, 404, 409),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The undo")},
+            404,
+            409,
         )
     },
     "/admin/audit": {
-        "get": _operation(
+        "get": _admin_operation(
             "The audit log, newest first: who decided what and when.",
-            {"200": _answer("The entries")} | _errors(400, 401),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The entries")},
+            400,
             parameters=[{"name": "limit", "in": "query", "schema": {"type": "integer"}}],
         )
     },
     "/models": {
-        "get": _operation(
+        "get": _admin_operation(
             "Every model version with its metrics, state and dates.",
-            {"200": _answer("The versions")} | _errors(401),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The versions")},
         )
     },
     "/admin/models/{version}/promote": {
-        "post": _operation(
+        "post": _admin_operation(
             "Make a version the champion.",
-            {"200": _answer("The new champion")} | _errors(401, 404, 409),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The new champion")},
+            404,
+            409,
             parameters=[VERSION],
         )
     },
     "/admin/models/rollback": {
-        "post": _operation(
+        "post": _admin_operation(
             "Make the previous champion the champion again.",
-            {"200": _answer("The restored champion")} | _errors(401, 409),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The restored champion")},
+            409,
         )
     },
     "/admin/retrain": {
-        "post": _operation(
+        "post": _admin_operation(
             "Queue a retrain on the worker (never runs in the request).",
-            {"202": _answer("Queued, with the task id")} | _errors(401),
-            tag="admin",
-            admin=True,
+            {"202": _answer("Queued, with the task id")},
         )
     },
     "/admin/retrain/{task_id}": {
-        "get": _operation(
+        "get": _admin_operation(
             "A queued retrain's status: pending, finished (with the result) or failed.",
-            {"200": _answer("The status")} | _errors(401),
-            tag="admin",
-            admin=True,
+            {"200": _answer("The status")},
             parameters=[
                 {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
