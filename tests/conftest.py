@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from core.config import Settings, load_settings
+from tests.installation import S3_TEST_CREDENTIALS
 
 pytest_plugins = ["tests.services"]
 
@@ -18,7 +19,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_DIR = REPO_ROOT.parent / "shared" / "datasets" / "dandelion-grass"
-S3_TEST_CREDENTIALS = {"s3_access_key": "classifi-test", "s3_secret_key": "classifi-test-secret"}
 
 
 @pytest.fixture(scope="session")

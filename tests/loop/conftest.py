@@ -6,14 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from core.config import Settings, load_settings
 from core.imaging import check_photo
 from core.ingest import ingest, read_source
 from core.loop.review import approve
@@ -22,32 +20,11 @@ from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
 from core.model.embeddings import EmbeddingCache
 from core.model.predictor import Predictor
 from core.model.training import train_model
-from core.registry import Registry
-from core.store import ObjectStore, open_store
+from tests.installation import System, offline_settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 BASE_PER_LABEL = 60  # photos per label in the copied installations (policy and crash tests)
-S3_TEST_CREDENTIALS = {"s3_access_key": "classifi-test", "s3_secret_key": "classifi-test-secret"}
-
-
-def loop_settings(home: Path, **overrides: Any) -> Settings:
-    """Settings on ``home`` with the offline pretrained backbone."""
-    if str(overrides.get("store_url", "")).startswith("s3://"):
-        overrides = {**S3_TEST_CREDENTIALS, **overrides}
-    return load_settings({}, overrides={"home": home, "backbone": EFFICIENTNET_LITE0, **overrides})
-
-
-@dataclass
-class System:
-    settings: Settings
-    registry: Registry
-    store: ObjectStore
-
-    @classmethod
-    def open(cls, home: Path, **overrides: Any) -> System:
-        settings = loop_settings(home, **overrides)
-        return cls(settings, Registry(settings.registry_url), open_store(settings))
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +34,7 @@ def dataset_vectors(dataset_photos: dict[str, list[Path]]) -> dict[str, np.ndarr
     Tests seed each registry's embedding cache with them, as the first training of a real
     installation would have: the same bytes and backbone give the same vector.
     """
-    settings = loop_settings(Path("/nonexistent-home-unused"))
+    settings = offline_settings(Path("/nonexistent-home-unused"))
     checked = [
         check_photo(path.read_bytes(), settings)
         for paths in dataset_photos.values()

@@ -22,7 +22,8 @@ from core.loop.submissions import submit_photo
 from core.model.versions import list_versions
 from core.registry import ModelState, Photo, PhotoStatus, RetrainRun
 from core.store import RAW_PREFIX
-from tests.loop.conftest import BASE_PER_LABEL, System, folder_label, submit_and_approve
+from tests.installation import System
+from tests.loop.conftest import BASE_PER_LABEL, folder_label, submit_and_approve
 
 pytestmark = pytest.mark.slow
 
@@ -184,7 +185,7 @@ KILLER = """
 import os, signal, sys
 from pathlib import Path
 from core.loop.policy import retrain_check
-from tests.loop.conftest import System
+from tests.installation import System
 
 home, where, nth = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 seen = []

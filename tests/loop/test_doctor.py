@@ -13,7 +13,7 @@ from core.loop.doctor import check_consistency
 from core.model.versions import champion
 from core.registry import Photo, PhotoStatus
 from core.store import PENDING_PREFIX, LocalStore, label_prefix, photo_key
-from tests.loop.conftest import System
+from tests.installation import System
 
 pytestmark = pytest.mark.slow
 

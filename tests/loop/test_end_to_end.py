@@ -21,7 +21,8 @@ from core.model.predictor import Predictor
 from core.model.versions import champion
 from core.registry import AuditEntry, Photo, PhotoStatus
 from core.store import CORRECTED_PREFIX, PENDING_PREFIX, label_prefix
-from tests.loop.conftest import System, install, split
+from tests.installation import System
+from tests.loop.conftest import install, split
 
 PER_LABEL = 150
 

@@ -14,7 +14,8 @@ from core.model.predictor import Predictor
 from core.model.training import LabelledPhoto, train_model, training_set
 from core.model.versions import champion
 from core.registry import AuditEntry, ModelState, ModelVersion, RetrainRun
-from tests.loop.conftest import System, submit_and_approve
+from tests.installation import System
+from tests.loop.conftest import submit_and_approve
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from core.loop.review import REJECTED_PREFIX, approve, list_pending, reject, und
 from core.loop.submissions import submit_photo
 from core.registry import AuditEntry, Photo, PhotoStatus
 from core.store import CORRECTED_PREFIX, PENDING_PREFIX
-from tests.loop.conftest import System
+from tests.installation import System
 
 pytestmark = pytest.mark.slow
 

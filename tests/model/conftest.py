@@ -10,35 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Settings, load_settings
 from core.ingest import ingest, read_source
 from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
 from core.model.embeddings import EmbeddingCache
 from core.model.training import TrainingResult, train_model, training_set
-from core.registry import Registry
-from core.store import ObjectStore, open_store
+from tests.installation import System
 
 # The tests import mlflow themselves: no usage telemetry from a test run (as core does).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-def offline_settings(home: Path, **overrides: object) -> Settings:
-    """Embedded stores under ``home`` with the offline pretrained backbone."""
-    return load_settings({}, overrides={"home": home, "backbone": EFFICIENTNET_LITE0, **overrides})
-
-
-@dataclass
-class System:
-    """One embedded installation: settings, registry and store on its own home."""
-
-    settings: Settings
-    registry: Registry
-    store: ObjectStore
-
-    @classmethod
-    def open(cls, home: Path, **overrides: object) -> System:
-        settings = offline_settings(home, **overrides)
-        return cls(settings, Registry(settings.registry_url), open_store(settings))
 
 
 @dataclass

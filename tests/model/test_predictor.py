@@ -26,7 +26,8 @@ from core.model.predictor import Predictor, check_compatible, load_model
 from core.model.training import train_model, training_set
 from core.model.versions import champion, set_champion
 from core.registry import ModelState, ModelVersion
-from tests.model.conftest import System, TrainedSystem
+from tests.installation import System
+from tests.model.conftest import TrainedSystem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREDICTION_KEYS = {"path", "prediction", "confidence", "probabilities", "model_version", "backbone"}

@@ -40,7 +40,8 @@ from core.registry import (
     ModelVersion,
 )
 from core.store import LocalStore, ObjectStore
-from tests.model.conftest import System, TrainedSystem, copy_home, offline_settings
+from tests.installation import System, offline_settings
+from tests.model.conftest import TrainedSystem, copy_home
 
 
 def model_files(store: ObjectStore) -> list[str]:

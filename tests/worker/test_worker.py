@@ -16,7 +16,8 @@ from huey import RedisExpireHuey, SqliteHuey
 
 from core.errors import ConfigError
 from core.model.versions import list_versions
-from tests.loop.conftest import System, submit_and_approve
+from tests.installation import System
+from tests.loop.conftest import submit_and_approve
 from worker.huey_app import create_huey, parse_cron
 from worker.tasks import build_tasks, enqueue_retrain, task_result
 
