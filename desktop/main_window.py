@@ -156,11 +156,11 @@ class MainWindow(QMainWindow):
         self.table.verticalHeader().hide()
         self.table.setIconSize(self.table.iconSize().expandedTo(self.grid.iconSize()) * 4)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(Column.PROBABILITIES, QHeaderView.ResizeMode.Stretch)
-        header.resizeSection(Column.PHOTO, 300)
-        header.setSectionResizeMode(Column.PHOTO, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(Column.STATUS, QHeaderView.ResizeMode.Stretch)
+        header.resizeSection(Column.PROBABILITIES, 130)
+        header.resizeSection(Column.PHOTO, 230)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keeps the extension in view
-        header.resizeSection(Column.CONFIDENCE, 130)
+        header.resizeSection(Column.CONFIDENCE, 120)
 
         self.views = QStackedWidget()
         self.views.addWidget(self.grid)

@@ -106,7 +106,9 @@ class ResultsModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DecorationRole and column == Column.PHOTO:
             return self.pixmap(index.row())
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.error or str(row.path)
+            if column == Column.STATUS:
+                return self.status_text(row)
+            return f"{row.path}\n{row.error}" if row.error else str(row.path)
         if role == Qt.ItemDataRole.ForegroundRole and column in (Column.LABEL, Column.STATUS):
             if row.state == RowState.ERROR:
                 return QColor(211, 47, 47)
@@ -122,7 +124,7 @@ class ResultsModel(QAbstractTableModel):
         if column == Column.CONFIDENCE:
             return f"{row.confidence:.0%}" if row.confidence is not None else ""
         if column == Column.PROBABILITIES:
-            return "  ".join(f"{label} {p:.0%}" for label, p in row.probabilities.items())
+            return "\n".join(f"{label} {p:.0%}" for label, p in row.probabilities.items())
         return self.status_text(row)
 
     def status_text(self, row: PhotoRow) -> str:
