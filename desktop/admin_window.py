@@ -52,12 +52,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.errors import AuthError
+from core.errors import AuthError, ClassifiError
 from core.loop.review import PendingPhoto, ReviewDecision
 from desktop.backends import Backend
 from desktop.classify_run import thumbnail_of
 from desktop.results import refilter
-from desktop.tasks import run_task
+from desktop.tasks import run_task, wait_for
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 ITEM_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -282,13 +282,19 @@ def sign_in(backend: Backend, parent: QWidget) -> bool:
             parent=parent,
         )
     while dialog.exec():
-        try:
+        secret = dialog.secret.text()
+
+        def check(secret: str = secret) -> None:
             if first_use:
-                backend.choose_admin_password(dialog.secret.text())
-            backend.sign_in(dialog.secret.text())
+                backend.choose_admin_password(secret)
+            backend.sign_in(secret)
+
+        error = wait_for(check)  # a server round trip, or scrypt: off the GUI thread
+        if error is None:
             return True
-        except AuthError as exc:
-            dialog.error.setText(str(exc))
+        if not isinstance(error, ClassifiError):
+            raise error
+        dialog.error.setText(str(error))  # a wrong secret, or a server that does not answer
     return False
 
 

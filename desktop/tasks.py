@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QEventLoop, QObject, QRunnable, QThreadPool, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,21 @@ def run_task(
     thread. Without ``on_error`` a failure is logged."""
     task = _Task(fn, on_done, on_error or _log_error, _the_bridge())
     (pool or QThreadPool.globalInstance()).start(task)
+
+
+def wait_for(fn: Callable[[], object]) -> BaseException | None:
+    """Run ``fn()`` on a pool thread and wait for it in a local event loop, so the windows keep
+    painting meanwhile (e.g. a sign-in checked over the network). Returns what it raised."""
+    loop = QEventLoop()
+    failures: list[BaseException] = []
+
+    def failed(error: BaseException) -> None:
+        failures.append(error)
+        loop.quit()
+
+    run_task(fn, lambda _: loop.quit(), failed)
+    loop.exec()
+    return failures[0] if failures else None
 
 
 class CancelToken:

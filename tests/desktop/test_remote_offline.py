@@ -6,7 +6,10 @@ The server is "down" for real: the URL points at a 127.0.0.1 port nothing listen
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
 
+from desktop.admin_window import PasswordDialog, sign_in
 from desktop.backends import QUEUED, RemoteBackend, ServerUnreachable
 from tests.services import free_port
 
@@ -40,3 +43,27 @@ def test_submissions_queue_while_the_server_is_down(
     assert len(again.outbox) == 2
     with pytest.raises(ServerUnreachable, match="does not answer"):
         again.record_usage("session")
+
+
+def test_sign_in_says_when_the_server_does_not_answer(open_window, settings) -> None:
+    backend = RemoteBackend(settings, f"http://127.0.0.1:{free_port()}")
+    window = open_window(settings, backend)
+    shown: list[str] = []
+
+    def answer() -> None:
+        """Type a token once; when the dialog comes back with an error, read it and cancel."""
+        dialog = QApplication.activeModalWidget()
+        if isinstance(dialog, PasswordDialog) and dialog.isVisible():
+            if not shown:
+                shown.append("")
+                dialog.secret.setText("a-token")
+                dialog.accept()
+            elif dialog.error.text():
+                shown.append(dialog.error.text())
+                dialog.reject()
+                return
+        QTimer.singleShot(50, answer)
+
+    QTimer.singleShot(50, answer)
+    assert not sign_in(backend, window)  # the check ran off the GUI thread; no exception
+    assert "does not answer" in shown[-1] and not backend.admin_signed_in
