@@ -310,12 +310,13 @@ def _batched(items: list[SourceItem], size: int) -> Iterator[list[SourceItem]]:
         yield batch
 
 
-def _new_row(entry: _Checked, store: ObjectStore, key: str) -> Photo:
-    photo = entry.photo
+def photo_row(
+    photo: CheckedPhoto, store: ObjectStore, key: str, source: str, **fields: Any
+) -> Photo:
+    """The registry row of a checked photo stored at ``key``; ``fields`` add the status,
+    the label and what else the caller knows."""
     return Photo(
-        status=PhotoStatus.TRAINED,
-        label=entry.item.label,
-        url_source=entry.item.location,
+        url_source=source,
         url_s3=store.url_for(key),
         object_key=key,
         sha256=photo.sha256,
@@ -323,6 +324,18 @@ def _new_row(entry: _Checked, store: ObjectStore, key: str) -> Photo:
         height=photo.height,
         size_bytes=len(photo.data),
         image_format=photo.image_format,
+        **fields,
+    )
+
+
+def _new_row(entry: _Checked, store: ObjectStore, key: str) -> Photo:
+    return photo_row(
+        entry.photo,
+        store,
+        key,
+        entry.item.location,
+        status=PhotoStatus.TRAINED,
+        label=entry.item.label,
     )
 
 

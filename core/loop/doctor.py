@@ -31,6 +31,7 @@ from sqlalchemy import delete, func, select
 from core.config import Settings
 from core.errors import Conflict, InvalidImage, NotFound
 from core.imaging import check_photo
+from core.ingest import photo_row
 from core.loop.moves import UPLOAD_GRACE, claim_move, finish_move, unfinished_moves
 from core.loop.review import REJECTED_PREFIX
 from core.model.artifacts import remove_orphan_artifacts
@@ -251,17 +252,8 @@ def _register_orphan(
     try:
         with registry.session() as session:
             session.add(
-                Photo(
-                    url_source=store.url_for(key),
-                    label=label,
-                    url_s3=store.url_for(key),
-                    object_key=key,
-                    sha256=photo.sha256,
-                    status=PhotoStatus.TRAINED,
-                    width=photo.width,
-                    height=photo.height,
-                    size_bytes=len(data),
-                    image_format=photo.image_format,
+                photo_row(
+                    photo, store, key, store.url_for(key), status=PhotoStatus.TRAINED, label=label
                 )
             )
     except Conflict:

@@ -24,6 +24,7 @@ import numpy as np
 from core.config import Settings
 from core.errors import Conflict, NoChampion
 from core.imaging import CheckedPhoto, check_photo
+from core.ingest import photo_row
 from core.loop.duplicates import Duplicate, exact_duplicate, nearest_stored
 from core.loop.moves import UPLOADING, Checkpoint, finish_move, no_checkpoint
 from core.loop.review import check_label
@@ -31,7 +32,7 @@ from core.model.backbone import Backbone
 from core.model.backbones import get_backbone, resolve_backbone_id
 from core.model.embeddings import EmbeddingCache
 from core.model.predictor import LoadedModel, Predictor
-from core.registry import Photo, PhotoStatus, Registry
+from core.registry import PhotoStatus, Registry
 from core.store import PENDING_PREFIX, ObjectStore, photo_key
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,17 @@ def submit_photo(
         near = None
 
     key = photo_key(PENDING_PREFIX, photo.sha256, photo.extension)
-    row = _pending_row(photo, key, store, proposed_label, source, submitted_by)
+    row = photo_row(
+        photo,
+        store,
+        key,
+        source,
+        status=PhotoStatus.PENDING,
+        label=None,  # set when an admin validates it
+        proposed_label=proposed_label,
+        submitted_by=submitted_by,
+        moving_to=UPLOADING,
+    )
     row.predicted_label, row.predicted_confidence, row.predicted_by_version = (
         prediction,
         confidence,
@@ -166,28 +177,3 @@ def _embedding(
     vector = backbone.embed([photo.image])[0]
     cache.store_vectors([photo.sha256], vector[np.newaxis, :])
     return vector
-
-
-def _pending_row(
-    photo: CheckedPhoto,
-    key: str,
-    store: ObjectStore,
-    proposed_label: str,
-    source: str,
-    submitted_by: str | None,
-) -> Photo:
-    return Photo(
-        url_source=source,
-        label=None,  # set when an admin validates it
-        url_s3=store.url_for(key),
-        object_key=key,
-        sha256=photo.sha256,
-        status=PhotoStatus.PENDING,
-        width=photo.width,
-        height=photo.height,
-        size_bytes=len(photo.data),
-        image_format=photo.image_format,
-        proposed_label=proposed_label,
-        submitted_by=submitted_by,
-        moving_to=UPLOADING,
-    )
