@@ -28,13 +28,7 @@ from PIL import Image  # noqa: E402
 from core.config import Settings, load_settings  # noqa: E402
 from core.imaging import decode_stored  # noqa: E402
 from core.model.backbone import Backbone  # noqa: E402
-from core.model.backbones import (  # noqa: E402
-    BACKBONE_IDS,
-    DINOV2,
-    DINOV2_FILENAME,
-    dinov2_weights_path,
-    get_backbone,
-)
+from core.model.backbones import BACKBONE_IDS, DINOV2, dinov2, get_backbone  # noqa: E402
 
 DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "dandelion-grass"
 
@@ -43,13 +37,13 @@ def random_dinov2_checkpoint(directory: Path) -> Path:
     """Random ViT-S/14 weights in the official checkpoint layout (518 px, mask_token)."""
     model = timm.create_model("vit_small_patch14_dinov2", pretrained=False)
     state = {**model.state_dict(), "mask_token": torch.zeros(1, model.embed_dim)}
-    path = directory / DINOV2_FILENAME
+    path = directory / dinov2.FILENAME
     torch.save(state, path)
     return path
 
 
 def backbone_for(backbone_id: str, settings: Settings, scratch: Path) -> tuple[Backbone, str]:
-    if backbone_id == DINOV2 and dinov2_weights_path(settings) is None:
+    if backbone_id == DINOV2 and dinov2.weights_path(settings) is None:
         random_settings = settings.model_copy(
             update={"dinov2_weights": random_dinov2_checkpoint(scratch)}
         )

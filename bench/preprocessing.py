@@ -15,6 +15,7 @@ import itertools
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -24,15 +25,8 @@ sys.path.insert(0, str(ROOT))
 from core.config import load_settings  # noqa: E402
 from core.imaging import decode_stored  # noqa: E402
 from core.model.backbone import Backbone  # noqa: E402
-from core.model.backbones import (  # noqa: E402
-    EFFICIENTNET_LITE0,
-    EFFICIENTNET_PREPROCESSING,
-    HALF,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Preprocessing,
-    get_backbone,
-)
+from core.model.backbones import EFFICIENTNET_LITE0, efficientnet_lite0, get_backbone  # noqa: E402
+from core.model.preprocessing import HALF, IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: E402
 
 DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "dandelion-grass"
 
@@ -72,7 +66,9 @@ def embed(backbone: Backbone, option: Preprocessing, images: list[Image.Image]) 
     """The network's features under ``option`` (the backbone's own preprocessing bypassed)."""
     with torch.inference_mode():
         features = [
-            backbone.forward(torch.stack([option(image) for image in images[start : start + 32]]))
+            backbone.forward(
+                torch.from_numpy(np.stack([option(image) for image in images[start : start + 32]]))
+            )
             for start in range(0, len(images), 32)
         ]
     return torch.cat(features).clone()  # outside inference mode: a normal tensor for autograd
@@ -107,7 +103,7 @@ def main() -> None:
             linear_probe_accuracy(features, labels, seed, args.steps) for seed in range(args.seeds)
         ]
         norm = "0.5/0.5" if option.mean == HALF else "imagenet"
-        chosen = "  <- chosen" if option == EFFICIENTNET_PREPROCESSING else ""
+        chosen = "  <- chosen" if option == efficientnet_lite0.PREPROCESSING else ""
         print(
             f"{option.resize:<8}{option.crop_fraction:>6.3f}  {option.interpolation:<9}{norm:<9}"
             f"{sum(accuracies) / len(accuracies):>9.3f}{min(accuracies):>8.3f}{chosen}"

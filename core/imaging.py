@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -34,6 +36,36 @@ CONTENT_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+
+#: What a folder is searched for; a file named on its own is tried whatever its name.
+PHOTO_SUFFIXES = frozenset({*EXTENSIONS.values(), ".jpeg", ".tiff"})
+
+
+def find_photos(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, folders searched recursively for photo files, sorted, each once."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    child
+                    for child in path.rglob("*")
+                    if child.is_file() and child.suffix.lower() in PHOTO_SUFFIXES
+                )
+            )
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def read_photo_file(path: Path) -> bytes:
+    """A photo file's bytes; :class:`InvalidImage` (``unreadable``) when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidImage(
+            f"Cannot read {path.name}: {exc.strerror or exc}", code="unreadable"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
     """Validate and decode ``data``; raise an :class:`InvalidImage` subclass saying why not."""
     if not data:
-        raise InvalidImage("The file is empty (0 bytes).", reason="empty")
+        raise InvalidImage("The file is empty (0 bytes).", code="empty")
     if len(data) > settings.max_upload_bytes:
         raise ImageTooLarge(
             f"The file is {len(data) / 1e6:.1f} MB, above the {settings.max_upload_bytes / 1e6:.1f} MB "
@@ -106,7 +138,7 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
             ) from None
         raise ImageTooLarge(f"The image has too many pixels: {exc}") from None
     except Exception as exc:  # Pillow raises many types on hostile headers
-        raise InvalidImage(f"The image header is corrupt: {exc}", reason="corrupt") from None
+        raise InvalidImage(f"The image header is corrupt: {exc}", code="corrupt") from None
 
     with opened:
         width, height = opened.size
@@ -119,7 +151,7 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
             raise InvalidImage(
                 f"The image is {width}x{height}, smaller than {settings.min_image_side} px on a side "
                 "(setting min_image_side).",
-                reason="too_small",
+                code="too_small",
             )
         image_format = str(opened.format)
         try:
@@ -129,7 +161,7 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
             rgb = _to_rgb(oriented)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise InvalidImage(
-                f"The image is corrupt or truncated: {exc}", reason="corrupt"
+                f"The image is corrupt or truncated: {exc}", code="corrupt"
             ) from None
     return CheckedPhoto(data=data, sha256=sha256_of(data), image=rgb, image_format=image_format)
 
@@ -146,4 +178,4 @@ def decode_stored(data: bytes) -> Image.Image:
             opened.load()
             return _to_rgb(ImageOps.exif_transpose(opened))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InvalidImage(f"The stored photo is corrupt: {exc}", reason="corrupt") from None
+        raise InvalidImage(f"The stored photo is corrupt: {exc}", code="corrupt") from None

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.errors import Conflict, InvalidImage, SourceError
-from core.imaging import EXTENSIONS, CheckedPhoto, check_photo
+from core.imaging import PHOTO_SUFFIXES, CheckedPhoto, check_photo
 from core.registry import Photo, PhotoStatus, Registry
 from core.store import ObjectStore, label_prefix, photo_key
 
@@ -42,7 +42,6 @@ DEFAULT_PER_LABEL = 200
 BATCH_SIZE = 32  # photos per registry transaction: a kill loses at most one batch of rows
 WORKERS = 4  # parallel reads, downloads, checks and uploads
 CHUNK_BYTES = 64 * 1024
-PHOTO_SUFFIXES = {*EXTENSIONS.values(), ".jpeg", ".tiff"}
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
 
@@ -293,7 +292,7 @@ def _load(fetcher: _Fetcher, settings: Settings, item: SourceItem) -> CheckedPho
     except _Skip as skip:
         return Skipped(item.location, skip.reason, skip.message)
     except InvalidImage as exc:
-        return Skipped(item.location, exc.reason, str(exc))
+        return Skipped(item.location, exc.code, str(exc))
 
 
 # --- Storing and registering ----------------------------------------------------------------

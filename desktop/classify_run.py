@@ -53,7 +53,7 @@ def read_photo(path: Path, settings: Settings) -> CheckedPhoto:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidImage(
-            f"Cannot read {path.name}: {exc.strerror or exc}", reason="unreadable"
+            f"Cannot read {path.name}: {exc.strerror or exc}", code="unreadable"
         ) from None
     return check_photo(data, settings)
 

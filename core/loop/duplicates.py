@@ -9,42 +9,12 @@ The threshold was calibrated with ``bench/near_duplicates.py`` (see the comment 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 from sqlalchemy import select
 
 from core.loop.moves import UPLOADING
-from core.registry import Embedding, Photo, PhotoStatus, Registry
-
-
-@dataclass(frozen=True)
-class Duplicate:
-    """The stored photo that a submission duplicates."""
-
-    photo_id: int
-    status: PhotoStatus
-    kind: str  # "exact" or "near"
-    distance: float  # cosine distance; 0.0 for an exact duplicate
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "photo_id": self.photo_id,
-            "status": str(self.status),
-            "kind": self.kind,
-            "distance": round(self.distance, 6),
-        }
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> Duplicate:
-        """The inverse of :meth:`to_dict`, for clients of the edge server."""
-        return cls(
-            int(item["photo_id"]),
-            PhotoStatus(item["status"]),
-            str(item["kind"]),
-            float(item["distance"]),
-        )
+from core.registry import Embedding, Photo, Registry
+from core.wire import Duplicate
 
 
 def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -57,7 +27,9 @@ def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def exact_duplicate(registry: Registry, sha256: str) -> Duplicate | None:
     with registry.session() as session:
         row = session.execute(select(Photo.id, Photo.status).where(Photo.sha256 == sha256)).first()
-    return Duplicate(row.id, row.status, "exact", 0.0) if row else None
+    return (
+        Duplicate(photo_id=row.id, status=row.status, kind="exact", distance=0.0) if row else None
+    )
 
 
 def nearest_stored(
@@ -86,4 +58,9 @@ def nearest_stored(
     )
     distances = cosine_distances(vector[np.newaxis, :].astype(np.float32), matrix)[0]
     best = int(np.argmin(distances))
-    return Duplicate(rows[best].id, rows[best].status, "near", float(distances[best]))
+    return Duplicate(
+        photo_id=rows[best].id,
+        status=rows[best].status,
+        kind="near",
+        distance=float(distances[best]),
+    )

@@ -8,46 +8,20 @@ the change up on its next ``refresh()``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
 from core.config import Settings
 from core.errors import Conflict, ModelError, NotFound
-from core.model.versions import (
-    ModelSummary,
-    champion,
-    get_version,
-    list_versions,
-    set_champion,
-)
+from core.model.versions import champion, get_version, list_versions, set_champion, summary_of
 from core.registry import ChampionHistory, ModelVersion, Registry
 from core.store import ObjectStore
-
-
-@dataclass(frozen=True)
-class ChampionPeriod:
-    version: int
-    started_at: datetime
-    ended_at: datetime | None
-    reason: str
-    actor: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "started_at": self.started_at.isoformat(),
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "reason": self.reason,
-            "actor": self.actor,
-        }
+from core.wire import ChampionPeriod, ModelSummary
 
 
 def list_models(registry: Registry) -> list[ModelSummary]:
     """Every version, newest first, with its metrics, state and dates."""
-    return [ModelSummary.of(row) for row in list_versions(registry)]
+    return [summary_of(row) for row in list_versions(registry)]
 
 
 def champion_history(registry: Registry) -> list[ChampionPeriod]:
@@ -56,7 +30,11 @@ def champion_history(registry: Registry) -> list[ChampionPeriod]:
         rows = session.scalars(select(ChampionHistory).order_by(ChampionHistory.id.desc()))
         return [
             ChampionPeriod(
-                row.model_version_id, row.started_at, row.ended_at, row.reason, row.actor
+                version=row.model_version_id,
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+                reason=row.reason,
+                actor=row.actor,
             )
             for row in rows
         ]
@@ -98,7 +76,7 @@ def promote(
     chosen = set_champion(
         settings, registry, version_id, actor=actor, reason=reason or f"promoted by {actor}"
     )
-    return ModelSummary.of(chosen)
+    return summary_of(chosen)
 
 
 def rollback(

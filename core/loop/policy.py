@@ -21,7 +21,6 @@ labels it knows.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -50,44 +49,9 @@ from core.registry import (
     RetrainRun,
 )
 from core.store import ObjectStore, label_prefix, photo_key
+from core.wire import GateDecision, RetrainOutcome
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    candidate_version: int
-    promoted: bool
-    reason: str
-    floor: float
-    holdout_size: int
-    candidate_accuracy: float | None
-    champion_version: int | None = None
-    champion_accuracy: float | None = None
-
-
-@dataclass(frozen=True)
-class RetrainCheck:
-    """The answer of one retrain check (``classifi retrain-check --json`` prints it)."""
-
-    due: bool
-    new_validated: int
-    candidate_version: int | None
-    promoted: bool
-    reason: str
-    run_id: int | None = None
-    gate: GateDecision | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "due": self.due,
-            "new_validated": self.new_validated,
-            "candidate_version": self.candidate_version,
-            "promoted": self.promoted,
-            "reason": self.reason,
-            "run_id": self.run_id,
-            "gate": asdict(self.gate) if self.gate else None,
-        }
 
 
 def count_validated(registry: Registry) -> int:
@@ -118,7 +82,7 @@ def retrain_check(
     actor: str = "scheduler",
     progress: Progress | None = None,
     checkpoint: Checkpoint = no_checkpoint,
-) -> RetrainCheck:
+) -> RetrainOutcome:
     """Retrain and gate when due; otherwise record why not. Resumes an interrupted run first.
 
     Only one check may run at a time: the worker and the CLI hold the worker's retrain lock.
@@ -146,7 +110,9 @@ def retrain_check(
                     detail={"due": False, "new_validated": waiting, "reason": reason},
                 )
             )
-        return RetrainCheck(False, waiting, None, False, reason)
+        return RetrainOutcome(
+            due=False, new_validated=waiting, candidate_version=None, promoted=False, reason=reason
+        )
 
     run_id = _open_run(registry, actor=actor, forced=waiting < minimum)
     checkpoint("retrain:run-opened")
@@ -194,7 +160,7 @@ def _carry_out(
     run_id: int,
     progress: Progress | None,
     checkpoint: Checkpoint,
-) -> RetrainCheck:
+) -> RetrainOutcome:
     resume_moves(registry, store, checkpoint=checkpoint)
     checkpoint("retrain:photos-moved")
     with registry.session() as session:
@@ -211,7 +177,14 @@ def _carry_out(
         except TrainingRefused as refusal:
             reason = f"training refused: {refusal}"
             _close_run(registry, run_id, None, False, reason)
-            return RetrainCheck(True, moved, None, False, reason, run_id)
+            return RetrainOutcome(
+                due=True,
+                new_validated=moved,
+                candidate_version=None,
+                promoted=False,
+                reason=reason,
+                run_id=run_id,
+            )
         candidate_id = result.version_id
     checkpoint("retrain:candidate-trained")
     with registry.session() as session:
@@ -223,8 +196,14 @@ def _carry_out(
     decision = gate(settings, registry, store, candidate_id, actor=actor)
     checkpoint("retrain:gated")
     _close_run(registry, run_id, candidate_id, decision.promoted, decision.reason)
-    return RetrainCheck(
-        True, moved, candidate_id, decision.promoted, decision.reason, run_id, decision
+    return RetrainOutcome(
+        due=True,
+        new_validated=moved,
+        candidate_version=candidate_id,
+        promoted=decision.promoted,
+        reason=decision.reason,
+        run_id=run_id,
+        gate=decision,
     )
 
 
@@ -278,7 +257,12 @@ def gate(
     if candidate.state != ModelState.CANDIDATE:
         promoted = candidate.state in (ModelState.CHAMPION, ModelState.ARCHIVED)
         return GateDecision(
-            candidate_id, promoted, f"already decided: {candidate.state}", floor, 0, None
+            candidate_version=candidate_id,
+            promoted=promoted,
+            reason=f"already decided: {candidate.state}",
+            floor=floor,
+            holdout_size=0,
+            candidate_accuracy=None,
         )
     photos = holdout(settings, training_set(registry))
     accuracy = float(evaluate_version(settings, registry, store, candidate_id, photos)["accuracy"])
@@ -311,14 +295,14 @@ def gate(
         reason = f"accuracy {accuracy:.3f} on the holdout reaches the floor {floor:.2f}{compared}"
 
     decision = GateDecision(
-        candidate_id,
-        promoted,
-        reason,
-        floor,
-        len(photos),
-        accuracy,
-        current.id if current else None,
-        champion_accuracy,
+        candidate_version=candidate_id,
+        promoted=promoted,
+        reason=reason,
+        floor=floor,
+        holdout_size=len(photos),
+        candidate_accuracy=accuracy,
+        champion_version=current.id if current else None,
+        champion_accuracy=champion_accuracy,
     )
     if promoted:
         set_champion(settings, registry, candidate_id, actor=actor, reason=f"gate: {reason}")

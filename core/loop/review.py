@@ -13,10 +13,8 @@ can be checked against each other (:mod:`core.loop.doctor`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any
 
 from sqlalchemy import and_, case, func, select
 
@@ -26,97 +24,13 @@ from core.imaging import CONTENT_TYPES
 from core.loop.moves import DELETING, Checkpoint, claim_move, finish_move, no_checkpoint
 from core.registry import AuditEntry, Photo, PhotoStatus, Registry
 from core.store import CORRECTED_PREFIX, PENDING_PREFIX, ObjectStore, photo_key
+from core.wire import AuditRecord, PendingPhoto, ReviewDecision
 
 REJECTED_PREFIX = "raw/new_data/rejected/"
 
 APPROVE = "review.approve"
 REJECT = "review.reject"
 UNDO = "review.undo"
-
-
-@dataclass(frozen=True)
-class PendingPhoto:
-    """One submission awaiting review, with what the model thought of it."""
-
-    id: int
-    object_key: str
-    proposed_label: str | None
-    prediction: str | None
-    confidence: float | None
-    status: PhotoStatus
-    submitted_by: str | None
-    submitted_at: datetime
-    near_duplicate_of: int | None
-    near_duplicate_distance: float | None
-
-    @property
-    def disagrees(self) -> bool:
-        """The model predicted another label than the one proposed."""
-        return self.prediction is not None and self.prediction != self.proposed_label
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "proposed_label": self.proposed_label,
-            "prediction": self.prediction,
-            "confidence": self.confidence,
-            "status": str(self.status),
-            "disagrees": self.disagrees,
-            "submitted_by": self.submitted_by,
-            "submitted_at": self.submitted_at.isoformat(),
-            "near_duplicate_of": self.near_duplicate_of,
-            "near_duplicate_distance": self.near_duplicate_distance,
-            "object_key": self.object_key,
-        }
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> PendingPhoto:
-        """The inverse of :meth:`to_dict`, for clients of the edge server."""
-        return cls(
-            id=int(item["id"]),
-            object_key=str(item["object_key"]),
-            proposed_label=item["proposed_label"],
-            prediction=item["prediction"],
-            confidence=item["confidence"],
-            status=PhotoStatus(item["status"]),
-            submitted_by=item["submitted_by"],
-            submitted_at=datetime.fromisoformat(item["submitted_at"]),
-            near_duplicate_of=item["near_duplicate_of"],
-            near_duplicate_distance=item["near_duplicate_distance"],
-        )
-
-
-@dataclass(frozen=True)
-class ReviewDecision:
-    photo_id: int
-    action: str  # APPROVE, REJECT or UNDO
-    old_label: str | None
-    new_label: str | None
-    status: PhotoStatus | None  # None: the photo was deleted
-    audit_id: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.photo_id,
-            "action": self.action,
-            "old_label": self.old_label,
-            "new_label": self.new_label,
-            "status": str(self.status) if self.status else "deleted",
-            "audit_id": self.audit_id,
-        }
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> ReviewDecision:
-        """The inverse of :meth:`to_dict`, for clients of the edge server."""
-        status = item["status"]
-        return cls(
-            photo_id=int(item["id"]),
-            action=str(item["action"]),
-            old_label=item["old_label"],
-            new_label=item["new_label"],
-            status=None if status == "deleted" else PhotoStatus(status),
-            audit_id=int(item["audit_id"]),
-        )
 
 
 def list_pending(
@@ -197,22 +111,22 @@ def photo_image(registry: Registry, store: ObjectStore, photo_id: int) -> tuple[
     return store.get(key), CONTENT_TYPES.get(image_format, "application/octet-stream")
 
 
-def audit_log(registry: Registry, limit: int = 500) -> list[dict[str, Any]]:
-    """The newest decisions first, as JSON-ready dicts."""
+def audit_log(registry: Registry, limit: int = 500) -> list[AuditRecord]:
+    """The newest decisions first."""
     with registry.session() as session:
         entries = session.scalars(
             select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         ).all()
         return [
-            {
-                "at": entry.at.isoformat(timespec="seconds"),
-                "actor": entry.actor,
-                "action": entry.action,
-                "photo_id": entry.photo_id,
-                "model_version_id": entry.model_version_id,
-                "old_label": entry.old_label,
-                "new_label": entry.new_label,
-            }
+            AuditRecord(
+                at=entry.at.replace(microsecond=0),
+                actor=entry.actor,
+                action=entry.action,
+                photo_id=entry.photo_id,
+                model_version_id=entry.model_version_id,
+                old_label=entry.old_label,
+                new_label=entry.new_label,
+            )
             for entry in entries
         ]
 
@@ -283,7 +197,12 @@ def approve(
         finish_move(registry, store, photo.id, checkpoint)
         decisions.append(
             ReviewDecision(
-                photo.id, APPROVE, photo.proposed_label, new_label, PhotoStatus.VALIDATED, audit_id
+                photo_id=photo.id,
+                action=APPROVE,
+                old_label=photo.proposed_label,
+                new_label=new_label,
+                status=PhotoStatus.VALIDATED,
+                audit_id=audit_id,
             )
         )
     return decisions
@@ -333,7 +252,14 @@ def reject(
         finish_move(registry, store, photo.id, checkpoint)
         status = PhotoStatus.REJECTED if settings.keep_rejected else None
         decisions.append(
-            ReviewDecision(photo.id, REJECT, photo.proposed_label, None, status, audit_id)
+            ReviewDecision(
+                photo_id=photo.id,
+                action=REJECT,
+                old_label=photo.proposed_label,
+                new_label=None,
+                status=status,
+                audit_id=audit_id,
+            )
         )
     return decisions
 
@@ -409,5 +335,10 @@ def undo_last(
     checkpoint("review:claimed")
     finish_move(registry, store, photo.id, checkpoint)
     return ReviewDecision(
-        photo.id, UNDO, decision.new_label, photo.proposed_label, PhotoStatus.PENDING, audit_id
+        photo_id=photo.id,
+        action=UNDO,
+        old_label=decision.new_label,
+        new_label=photo.proposed_label,
+        status=PhotoStatus.PENDING,
+        audit_id=audit_id,
     )

@@ -16,8 +16,6 @@ The photo is checked like any other (:func:`core.imaging.check_photo`), then:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +23,7 @@ from core.config import Settings
 from core.errors import Conflict, NoChampion
 from core.imaging import CheckedPhoto, check_photo
 from core.ingest import photo_row
-from core.loop.duplicates import Duplicate, exact_duplicate, nearest_stored
+from core.loop.duplicates import exact_duplicate, nearest_stored
 from core.loop.moves import UPLOADING, Checkpoint, finish_move, no_checkpoint
 from core.loop.review import check_label
 from core.model.backbone import Backbone
@@ -34,51 +32,9 @@ from core.model.embeddings import EmbeddingCache
 from core.model.predictor import LoadedModel, Predictor
 from core.registry import PhotoStatus, Registry
 from core.store import PENDING_PREFIX, ObjectStore, photo_key
+from core.wire import Duplicate, Submission
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What became of a submitted photo."""
-
-    photo_id: int
-    status: PhotoStatus
-    stored: bool  # False for an exact duplicate: the existing photo stands
-    duplicate: Duplicate | None  # exact, or near (then the photo is stored and flagged)
-    prediction: str | None
-    confidence: float | None
-    model_version: int | None
-
-    @property
-    def duplicate_of(self) -> int | None:
-        return self.duplicate.photo_id if self.duplicate else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.photo_id,
-            "status": str(self.status),
-            "stored": self.stored,
-            "duplicate_of": self.duplicate_of,
-            "duplicate": self.duplicate.to_dict() if self.duplicate else None,
-            "prediction": self.prediction,
-            "confidence": self.confidence,
-            "model_version": self.model_version,
-        }
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> Submission:
-        """The inverse of :meth:`to_dict`, for clients of the edge server."""
-        duplicate = item["duplicate"]
-        return cls(
-            photo_id=int(item["id"]),
-            status=PhotoStatus(item["status"]),
-            stored=bool(item["stored"]),
-            duplicate=Duplicate.from_dict(duplicate) if duplicate else None,
-            prediction=item["prediction"],
-            confidence=item["confidence"],
-            model_version=item["model_version"],
-        )
 
 
 def _champion_model(predictor: Predictor) -> LoadedModel | None:
@@ -110,7 +66,7 @@ def submit_photo(
     check_label(settings, proposed_label)
     photo = check_photo(data, settings)
     if existing := exact_duplicate(registry, photo.sha256):
-        return Submission(existing.photo_id, existing.status, False, existing, None, None, None)
+        return _already_known(existing)
 
     model = _champion_model(predictor or Predictor(settings, registry, store))
     backbone = model.backbone if model else get_backbone(resolve_backbone_id(settings), settings)
@@ -153,14 +109,35 @@ def submit_photo(
     except Conflict:
         # The same bytes were submitted concurrently and registered first.
         if existing := exact_duplicate(registry, photo.sha256):
-            return Submission(existing.photo_id, existing.status, False, existing, None, None, None)
+            return _already_known(existing)
         raise
     checkpoint("submit:row-added")
     store.put(key, photo.data, photo.content_type)
     checkpoint("submit:object-stored")
     finish_move(registry, store, photo_id)
     log.info("submission %s stored as pending (%s)", photo_id, key)
-    return Submission(photo_id, PhotoStatus.PENDING, True, near, prediction, confidence, version)
+    return Submission(
+        photo_id=photo_id,
+        status=PhotoStatus.PENDING,
+        stored=True,
+        duplicate=near,
+        prediction=prediction,
+        confidence=confidence,
+        model_version=version,
+    )
+
+
+def _already_known(existing: Duplicate) -> Submission:
+    """The answer for an exact duplicate: the stored photo stands, nothing is stored."""
+    return Submission(
+        photo_id=existing.photo_id,
+        status=existing.status,
+        stored=False,
+        duplicate=existing,
+        prediction=None,
+        confidence=None,
+        model_version=None,
+    )
 
 
 def _embedding(

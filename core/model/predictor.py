@@ -20,15 +20,15 @@ from typing import Any
 from PIL import Image
 
 from core.config import Settings
-from core.errors import ClassifiError, ModelError, NoChampion
+from core.errors import ModelError, ModelLoading, NoChampion
 from core.model.artifacts import ModelArtifact, load_artifact
 from core.model.backbone import Backbone
 from core.model.backbones import get_backbone
 from core.model.head import LinearHead
-from core.model.prediction import Prediction
-from core.model.versions import ModelSummary, champion, champion_id, get_version
+from core.model.versions import champion, champion_id, get_version, summary_of
 from core.registry import ModelVersion, Registry
 from core.store import ObjectStore
+from core.wire import ModelSummary, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def load_model(settings: Settings, store: ObjectStore, version: ModelVersion) ->
         )
     backbone = get_backbone(artifact.backbone_id, settings)
     check_compatible(artifact, backbone, source=source)
-    return LoadedModel(info=ModelSummary.of(version), head=artifact.head(), backbone=backbone)
+    return LoadedModel(info=summary_of(version), head=artifact.head(), backbone=backbone)
 
 
 def predict_with(
@@ -113,7 +113,9 @@ class Predictor:
     """Thread-safe classification with the current champion.
 
     Call :meth:`refresh` as often as you like (e.g. per request): it asks the registry at
-    most once per ``refresh_interval`` seconds and swaps in a new champion when there is one.
+    most once per ``refresh_interval`` seconds and, when the champion changed, loads the new
+    one on a background thread. Predictions keep using the current model until the new one
+    is ready, so no caller ever waits for a swap.
     """
 
     def __init__(
@@ -129,58 +131,97 @@ class Predictor:
         self.store = store
         self.refresh_interval = refresh_interval
         self._model: LoadedModel | None = None
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # held while a model loads
+        self._state_lock = threading.Lock()  # guards the fields below; never held for long
         self._checked_at = float("-inf")
+        self._swap: threading.Thread | None = None
+        self._failed_version: int | None = None  # not retried until the champion changes
 
     def ensure_loaded(self) -> LoadedModel:
-        """The loaded champion, loading it on first use; :class:`NoChampion` if none."""
+        """The loaded champion, loading it now on first use; :class:`NoChampion` if none.
+
+        Blocks for the load: for start-up, pool threads and the command line, never for a
+        request handler (it uses :meth:`current`)."""
         model = self._model
         if model is not None:
             return model
         with self._load_lock:
-            if self._model is None:
+            model = self._model
+            if model is None:
                 version = champion(self.registry)
                 if version is None:
                     raise NoChampion("No model yet: run `classifi train`.")
-                self._model = load_model(self.settings, self.store, version)
-                self._checked_at = time.monotonic()
-                log.info(
-                    "loaded model version %s (backbone %s)", version.id, self._model.info.backbone
-                )
-            return self._model
+                model = load_model(self.settings, self.store, version)
+                self._install(model)
+            return model
+
+    def current(self) -> LoadedModel:
+        """The loaded champion without waiting: :class:`ModelLoading` while the first model
+        loads in the background, :class:`NoChampion` when there is none."""
+        model = self._model
+        if model is not None:
+            return model
+        self.refresh()
+        with self._state_lock:
+            loading = self._swap is not None and self._swap.is_alive()
+        if loading:
+            raise ModelLoading("The model is loading: try again in a few seconds.")
+        raise NoChampion("No model yet: train one (`classifi train`).")
 
     def refresh(self, *, force: bool = False) -> bool:
-        """Swap to the registry's champion if it changed; True when a new model was loaded.
-
-        Cheap between checks (no query before ``refresh_interval`` has passed) and never
-        blocks predictions: they keep using the current model until the new one is ready.
-        """
-        if not force and time.monotonic() - self._checked_at < self.refresh_interval:
-            return False
-        with self._load_lock:
+        """Start loading the registry's champion in the background if it changed; True when
+        a load was started. Cheap between checks (no query before ``refresh_interval``)."""
+        with self._state_lock:
             if not force and time.monotonic() - self._checked_at < self.refresh_interval:
-                return False  # another thread just checked
+                return False
             self._checked_at = time.monotonic()
-            current = self._model.info.version if self._model is not None else None
-            wanted = champion_id(self.registry)
-            if wanted is None or wanted == current:
+            if self._swap is not None and self._swap.is_alive():
                 return False
-            try:
+        wanted = champion_id(self.registry)
+        served = self._model.info.version if self._model is not None else None
+        if wanted is None or wanted == served or wanted == self._failed_version:
+            return False
+        with self._state_lock:
+            if self._swap is not None and self._swap.is_alive():
+                return False
+            self._swap = threading.Thread(
+                target=self._load_in_background, args=(wanted,), name="model-swap", daemon=True
+            )
+            self._swap.start()
+        return True
+
+    def wait_for_swap(self, timeout: float | None = None) -> None:
+        """Wait for a background load started by :meth:`refresh` (tests, the command line)."""
+        with self._state_lock:
+            swap = self._swap
+        if swap is not None:
+            swap.join(timeout)
+
+    def _load_in_background(self, wanted: int) -> None:
+        served = self._model.info.version if self._model is not None else None
+        try:
+            with self._load_lock:
                 loaded = load_model(self.settings, self.store, get_version(self.registry, wanted))
-            except ClassifiError:
-                if self._model is None:
-                    raise
-                log.exception("cannot load champion %s; still serving version %s", wanted, current)
-                return False
-            self._model = loaded  # one reference assignment: the swap is atomic
-            log.info("switched from model version %s to %s", current, wanted)
-            return True
+                self._install(loaded)
+        except Exception:  # the thread's boundary: the old model keeps serving
+            self._failed_version = wanted
+            log.exception("cannot load champion %s; still serving version %s", wanted, served)
+            return
+        log.info("switched from model version %s to %s", served, wanted)
+
+    def _install(self, model: LoadedModel) -> None:
+        self._model = model  # one reference assignment: the swap is atomic
+        self._failed_version = None
+        log.info("loaded model version %s (backbone %s)", model.info.version, model.info.backbone)
 
     def predict(
-        self, images: Sequence[Image.Image], *, batch_size: int | None = None
+        self, images: Sequence[Image.Image], *, batch_size: int | None = None, wait: bool = True
     ) -> list[Prediction]:
-        """One :class:`Prediction` per RGB image (checked by ``core.imaging``), in order."""
-        model = self.ensure_loaded()
+        """One :class:`Prediction` per RGB image (checked by ``core.imaging``), in order.
+
+        With ``wait=False`` (request handlers) a model still loading raises
+        :class:`ModelLoading` instead of being waited for."""
+        model = self.ensure_loaded() if wait else self.current()
         return predict_with(model, images, batch_size or self.settings.embed_batch_size)
 
     @property

@@ -7,9 +7,6 @@ for people browsing MLflow; when MLflow cannot be updated the registry still dec
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
@@ -18,62 +15,23 @@ from core.errors import ClassifiError, NotFound
 from core.model import tracking
 from core.registry import AuditEntry, ChampionHistory, ModelState, ModelVersion, Registry
 from core.registry.models import utcnow
+from core.wire import ModelSummary
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ModelSummary:
-    """A registered model version as every front end shows it."""
-
-    version: int
-    state: ModelState
-    backbone: str
-    labels: list[str]
-    metrics: dict[str, Any]
-    object_key: str
-    created_at: datetime
-    promoted_at: datetime | None
-
-    @classmethod
-    def of(cls, row: ModelVersion) -> ModelSummary:
-        return cls(
-            row.id,
-            row.state,
-            row.backbone_id,
-            list(row.labels),
-            dict(row.metrics),
-            row.object_key,
-            row.created_at,
-            row.promoted_at,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "state": str(self.state),
-            "backbone": self.backbone,
-            "labels": self.labels,
-            "metrics": self.metrics,
-            "object_key": self.object_key,
-            "created_at": self.created_at.isoformat(),
-            "promoted_at": self.promoted_at.isoformat() if self.promoted_at else None,
-        }
-
-    @classmethod
-    def from_dict(cls, item: dict[str, Any]) -> ModelSummary:
-        """The inverse of :meth:`to_dict`, for clients of the edge server."""
-        promoted_at = item.get("promoted_at")
-        return cls(
-            version=int(item["version"]),
-            state=ModelState(item["state"]),
-            backbone=str(item["backbone"]),
-            labels=list(item["labels"]),
-            metrics=dict(item["metrics"]),
-            object_key=str(item["object_key"]),
-            created_at=datetime.fromisoformat(item["created_at"]),
-            promoted_at=datetime.fromisoformat(promoted_at) if promoted_at else None,
-        )
+def summary_of(row: ModelVersion) -> ModelSummary:
+    """A registry row as the front ends show it."""
+    return ModelSummary(
+        version=row.id,
+        state=row.state,
+        backbone=row.backbone_id,
+        labels=list(row.labels),
+        metrics=dict(row.metrics),
+        object_key=row.object_key,
+        created_at=row.created_at,
+        promoted_at=row.promoted_at,
+    )
 
 
 def champion(registry: Registry) -> ModelVersion | None:

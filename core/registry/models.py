@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.wire import ModelState, PhotoStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -37,20 +39,6 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
-
-
-class PhotoStatus(enum.StrEnum):
-    PENDING = "pending"  # submitted, awaiting review, in pending_validation/
-    VALIDATED = "validated"  # approved, in corrected_data/, not yet trained on
-    REJECTED = "rejected"  # kept out of training
-    TRAINED = "trained"  # in raw/<label>/, part of the training set
-
-
-class ModelState(enum.StrEnum):
-    CANDIDATE = "candidate"
-    CHAMPION = "champion"
-    ARCHIVED = "archived"
-    REFUSED = "refused"  # failed the promotion gate
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:

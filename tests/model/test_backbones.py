@@ -22,19 +22,16 @@ from sqlalchemy import select
 from core.config import Settings
 from core.errors import ConfigError, ModelError, WeightsNotFound
 from core.imaging import decode_stored
-from core.model import backbones
 from core.model.backbones import (
     BACKBONE_IDS,
     DINOV2,
-    DINOV2_FILENAME,
     EFFICIENTNET_LITE0,
-    Preprocessing,
-    dinov2_weights_path,
-    efficientnet_lite0_weights_path,
+    dinov2,
+    efficientnet_lite0,
     get_backbone,
-    load_efficientnet_lite0,
     resolve_backbone_id,
 )
+from core.model.preprocessing import Preprocessing
 from core.registry import Embedding, Photo, Registry
 from tests.conftest import REPO_ROOT
 from tests.services import free_port
@@ -80,7 +77,7 @@ def dinov2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, t
     state["mask_token"] = torch.randn(1, WIDTH)
     assert set(state) == official_dinov2_keys()
     assert state["pos_embed"].shape == (1, 1 + 37 * 37, WIDTH)
-    path = tmp_path_factory.mktemp("weights") / DINOV2_FILENAME
+    path = tmp_path_factory.mktemp("weights") / dinov2.FILENAME
     torch.save(state, path)
     return path, model
 
@@ -104,7 +101,7 @@ def test_dinov2_loads_the_official_layout_strictly_with_identical_outputs(
 ) -> None:
     path, reference = dinov2_checkpoint
     settings = offline(dinov2_weights=path, backbone="auto")
-    assert dinov2_weights_path(settings) == path
+    assert dinov2.weights_path(settings) == path
     assert resolve_backbone_id(settings) == DINOV2
 
     backbone = get_backbone(DINOV2, settings)
@@ -123,7 +120,7 @@ def test_dinov2_loads_the_official_layout_strictly_with_identical_outputs(
 
     images = [decode_stored(p.read_bytes()) for p in dataset_photos["dandelion"][:3]]
     embedded = backbone.embed(images, batch_size=2)
-    batch = torch.stack([backbone.preprocess(image) for image in images])
+    batch = torch.from_numpy(np.stack([backbone.preprocess(image) for image in images]))
     assert batch.shape == (3, 3, 224, 224)
     with torch.inference_mode():
         expected = reference.forward_features(batch)[:, 0]
@@ -136,12 +133,12 @@ def test_dinov2_is_found_in_the_torch_hub_cache(
     offline: Callable[..., Settings], tmp_path: Path, dinov2_checkpoint: tuple[Path, object]
 ) -> None:
     settings = offline()
-    assert dinov2_weights_path(settings) is None
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / DINOV2_FILENAME
+    assert dinov2.weights_path(settings) is None
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / dinov2.FILENAME
     cached.parent.mkdir(parents=True)
     cached.write_bytes(dinov2_checkpoint[0].read_bytes())
 
-    assert dinov2_weights_path(settings) == cached
+    assert dinov2.weights_path(settings) == cached
     assert resolve_backbone_id(settings) == DINOV2
     assert get_backbone(DINOV2, settings).weights == str(cached)
 
@@ -149,7 +146,7 @@ def test_dinov2_is_found_in_the_torch_hub_cache(
 def test_a_configured_weights_file_that_does_not_exist_is_named(
     offline: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = offline(dinov2_weights=tmp_path / "nowhere" / DINOV2_FILENAME, backbone="auto")
+    settings = offline(dinov2_weights=tmp_path / "nowhere" / dinov2.FILENAME, backbone="auto")
     with pytest.raises(WeightsNotFound, match="nowhere") as error:
         get_backbone(DINOV2, settings)
     assert "CLASSIFI_DINOV2_WEIGHTS" in str(error.value)
@@ -164,10 +161,10 @@ def test_missing_dinov2_weights_give_one_clear_error_without_download(
         get_backbone(DINOV2, offline())
     message = str(error.value)
     for hint in (
-        str(tmp_path / "torch" / "hub" / "checkpoints" / DINOV2_FILENAME),
+        str(tmp_path / "torch" / "hub" / "checkpoints" / dinov2.FILENAME),
         "download not allowed",
         "CLASSIFI_DINOV2_WEIGHTS",
-        backbones.DINOV2_URL,
+        dinov2.URL,
         "backbone = 'efficientnet_lite0'",
     ):
         assert hint in message
@@ -177,7 +174,7 @@ def test_an_unreachable_download_fails_at_once_and_leaves_nothing(
     offline: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Nothing listens on this port: the connection is refused, as on a machine without network.
-    monkeypatch.setattr(backbones, "DINOV2_URL", f"http://127.0.0.1:{free_port()}/weights.pth")
+    monkeypatch.setattr(dinov2, "URL", f"http://127.0.0.1:{free_port()}/weights.pth")
     with pytest.raises(WeightsNotFound, match="failed"):
         get_backbone(DINOV2, offline(allow_weight_download=True))
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
@@ -193,7 +190,7 @@ def weights_server(dinov2_checkpoint: tuple[Path, object]) -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/{DINOV2_FILENAME}"
+    yield f"http://127.0.0.1:{server.server_port}/{dinov2.FILENAME}"
     server.shutdown()
     server.server_close()
 
@@ -205,13 +202,13 @@ def test_the_download_lands_in_the_hub_cache_when_allowed(
     dinov2_checkpoint: tuple[Path, object],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(backbones, "DINOV2_URL", weights_server)
+    monkeypatch.setattr(dinov2, "URL", weights_server)
     settings = offline(allow_weight_download=True)
     backbone = get_backbone(DINOV2, settings)
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / DINOV2_FILENAME
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / dinov2.FILENAME
     assert backbone.weights == str(cached)
     assert cached.read_bytes() == dinov2_checkpoint[0].read_bytes()
-    assert sorted(p.name for p in cached.parent.iterdir()) == [DINOV2_FILENAME]  # no .part left
+    assert sorted(p.name for p in cached.parent.iterdir()) == [dinov2.FILENAME]  # no .part left
 
 
 def test_a_file_that_is_not_the_dinov2_checkpoint_is_refused(
@@ -235,7 +232,7 @@ def test_auto_falls_back_to_the_offline_backbone(offline: Callable[..., Settings
 
 def test_efficientnet_lite0_maps_every_package_tensor(offline: Callable[..., Settings]) -> None:
     backbone = get_backbone(EFFICIENTNET_LITE0, offline())
-    source = torch.load(efficientnet_lite0_weights_path(), weights_only=True)
+    source = torch.load(efficientnet_lite0.weights_path(), weights_only=True)
     source_tensors = [t for name, t in source.items() if not name.startswith("_fc.")]
     loaded = list(backbone._network.state_dict().values())
     assert len(loaded) == len(source_tensors) == 294
@@ -251,13 +248,13 @@ def test_efficientnet_lite0_maps_every_package_tensor(offline: Callable[..., Set
 
 
 def test_efficientnet_lite0_refuses_a_tensor_that_does_not_fit(tmp_path: Path) -> None:
-    source = torch.load(efficientnet_lite0_weights_path(), weights_only=True)
+    source = torch.load(efficientnet_lite0.weights_path(), weights_only=True)
     source["_blocks.3._project_conv.weight"] = torch.zeros(7, 7, 1, 1)
     broken = tmp_path / "broken.pth"
     torch.save(source, broken)
     network = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
     with pytest.raises(ModelError, match=r"_blocks\.3\._project_conv\.weight"):
-        load_efficientnet_lite0(network, broken)
+        efficientnet_lite0.load_weights(network, broken)
 
 
 def test_get_backbone_builds_one_instance_across_threads(offline: Callable[..., Settings]) -> None:

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from core.config import Settings
 from core.errors import ModelError
 from core.imaging import decode_stored
-from core.model.backbone import Backbone
-from core.model.backbones import EFFICIENTNET_LITE0, TimmBackbone, get_backbone
+from core.model.backbone import Backbone, TimmBackbone
+from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
 from core.model.embeddings import EmbeddingCache
 from core.registry import Embedding, Registry
 from core.store import LocalStore
@@ -33,9 +33,9 @@ class MeanColour(Backbone):
     def preprocessing(self) -> dict[str, Any]:
         return {"size": 8}
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
+    def preprocess(self, image: Image.Image) -> np.ndarray:
         pixels = np.asarray(image.resize((8, 8)), dtype=np.float32) / 255.0
-        return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.mean(dim=(2, 3))

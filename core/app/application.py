@@ -1,0 +1,362 @@
+"""The application: every use case a front end needs, on the stores named by one Settings.
+
+The CLI, the edge server's routes, the worker's tasks and the desktop's local mode all call
+an :class:`App`; none of them opens a registry, a store or a predictor itself. The app opens
+each on first use, once, under a lock (first use may be on any thread), and closes them.
+
+An app acts for one ``actor`` (the OS user for the CLI, ``edge-admin`` for the server's
+admin routes, ``desktop-admin`` for the desktop): every decision it makes is audited under
+that name. Who may call what is the front end's business (the edge server's tokens, the
+desktop's admin password); the app trusts its caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from core import auth
+from core.config import Settings
+from core.errors import BadRequest, ClassifiError, InvalidImage
+from core.imaging import CheckedPhoto, check_photo
+from core.locks import LockHolder, lock_holder, maintenance_lock
+from core.registry import Registry
+from core.store import ObjectStore, open_store
+from core.usage import record_usage, usage_counts
+from core.wire import (
+    AuditRecord,
+    ChampionPeriod,
+    Duplicate,
+    ModelSummary,
+    PendingPhoto,
+    Prediction,
+    RetrainOutcome,
+    ReviewAction,
+    ReviewDecision,
+    Submission,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from core.ingest import IngestReport, Listing, ProgressCallback
+    from core.loop.doctor import DoctorReport
+    from core.loop.reembed import ReembedReport
+    from core.model.predictor import Predictor
+    from core.model.training import Progress, TrainingResult
+
+T = TypeVar("T")
+
+
+class _Lazy:
+    """Values built on first use, once each, under one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._values: dict[str, Any] = {}
+
+    def get(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._values:
+                self._values[name] = build()
+            value: T = self._values[name]
+            return value
+
+    def pop_all(self) -> dict[str, Any]:
+        with self._lock:
+            values, self._values = self._values, {}
+            return values
+
+
+class App:
+    """The product's use cases on one installation (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, *, actor: str) -> None:
+        self.settings = settings
+        self.actor = actor
+        self._opened = _Lazy()
+
+    # --- The stores, opened on first use ---------------------------------------------------
+    @property
+    def registry(self) -> Registry:
+        # Opening it runs the migrations: first use is on a worker thread, never a UI one.
+        return self._opened.get("registry", lambda: Registry(self.settings.registry_url))
+
+    @property
+    def store(self) -> ObjectStore:
+        return self._opened.get("store", lambda: open_store(self.settings))
+
+    @property
+    def predictor(self) -> Predictor:
+        def build() -> Predictor:
+            from core.model.predictor import Predictor  # the model stack loads only when used
+
+            return Predictor(self.settings, self.registry, self.store)
+
+        return self._opened.get("predictor", build)
+
+    def close(self) -> None:
+        """Release the database connections; the app reopens what a later call needs."""
+        registry = self._opened.pop_all().get("registry")
+        if registry is not None:
+            registry.dispose()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def maintenance(self, purpose: str) -> Iterator[LockHolder]:
+        """Hold the maintenance lock (one retrain, repair or re-embed at a time, anywhere)."""
+        with maintenance_lock(self.registry, purpose) as holder:
+            yield holder
+
+    def lock_holder(self) -> LockHolder | None:
+        return lock_holder(self.registry)
+
+    # --- Classify ------------------------------------------------------------------------
+    def check_photo(self, data: bytes) -> CheckedPhoto:
+        """``data`` checked and decoded under the configured limits (InvalidImage if not)."""
+        return check_photo(data, self.settings)
+
+    def load_model(self) -> ModelSummary:
+        """Load the champion now (at start, or on a worker thread); NoChampion if none."""
+        return self.predictor.ensure_loaded().info
+
+    def served_model(self) -> ModelSummary:
+        """The model classifying now, after a cheap check for a newer champion (its load
+        starts in the background). Never waits: ModelLoading or NoChampion instead."""
+        self.predictor.refresh()
+        return self.predictor.current().info
+
+    def champion(self) -> ModelSummary | None:
+        """The registry's champion (whether or not this process has loaded it)."""
+        from core.model.versions import champion, summary_of
+
+        row = champion(self.registry)
+        return None if row is None else summary_of(row)
+
+    def classify_images(
+        self, images: Sequence[Image.Image], *, wait: bool = True
+    ) -> list[Prediction]:
+        """One prediction per checked image, in one batched pass. With ``wait=False`` (a
+        request handler) a model still loading raises ModelLoading instead of blocking."""
+        self.predictor.refresh()
+        return self.predictor.predict(images, wait=wait)
+
+    def classify(
+        self, photos: Sequence[bytes], *, wait: bool = True
+    ) -> list[Prediction | ClassifiError]:
+        """Classify many photos: a prediction for each good one (all in batched passes), the
+        reason for each bad one, in the order given. One bad photo spoils no other."""
+        refused: dict[int, ClassifiError] = {}
+        images: list[Image.Image] = []
+        for index, data in enumerate(photos):
+            try:
+                images.append(self.check_photo(data).image)
+            except InvalidImage as exc:
+                refused[index] = exc
+        predictions = iter(self.classify_images(images, wait=wait) if images else [])
+        return [refused.get(index) or next(predictions) for index in range(len(photos))]
+
+    # --- Submissions and review ------------------------------------------------------------
+    def submit(
+        self, data: bytes, label: str, *, source: str, submitted_by: str | None = None
+    ) -> Submission:
+        """Store a photo with a proposed label as pending (exact duplicates are not stored)."""
+        from core.loop.submissions import submit_photo
+
+        return submit_photo(
+            self.settings,
+            self.registry,
+            self.store,
+            data,
+            label,
+            source=source,
+            submitted_by=submitted_by,
+            predictor=self.predictor,
+        )
+
+    def exact_duplicate(self, photo: CheckedPhoto) -> Duplicate | None:
+        """The stored photo with exactly these bytes, if any."""
+        from core.loop.duplicates import exact_duplicate
+
+        return exact_duplicate(self.registry, photo.sha256)
+
+    def pending(self, *, limit: int | None = None, offset: int = 0) -> list[PendingPhoto]:
+        """Pending submissions, most useful to review first."""
+        from core.loop.review import list_pending
+
+        return list_pending(self.registry, limit=limit, offset=offset)
+
+    def photo_image(self, photo_id: int) -> tuple[bytes, str]:
+        """A registered photo's bytes and content type."""
+        from core.loop.review import photo_image
+
+        return photo_image(self.registry, self.store, photo_id)
+
+    def review(
+        self, photo_ids: Sequence[int], action: ReviewAction | str, label: str | None = None
+    ) -> list[ReviewDecision]:
+        """Approve (with ``label``, or the proposed one) or reject pending photos, all or none."""
+        from core.loop.review import approve, reject
+
+        if action == ReviewAction.APPROVE:
+            return approve(
+                self.settings, self.registry, self.store, photo_ids, actor=self.actor, label=label
+            )
+        if action == ReviewAction.REJECT:
+            if label is not None:
+                raise BadRequest("A rejection takes no label.", code="invalid_action")
+            return reject(self.settings, self.registry, self.store, photo_ids, actor=self.actor)
+        raise BadRequest(
+            f"Unknown review action {action!r}: use 'approve' or 'reject'.", code="invalid_action"
+        )
+
+    def undo(self, count: int = 1) -> list[ReviewDecision]:
+        """Undo this actor's last ``count`` review decisions, newest first."""
+        from core.loop.review import undo_last
+
+        return [
+            undo_last(self.settings, self.registry, self.store, actor=self.actor)
+            for _ in range(count)
+        ]
+
+    def audit_log(self, limit: int = 500) -> list[AuditRecord]:
+        from core.loop.review import audit_log
+
+        return audit_log(self.registry, limit)
+
+    # --- Models ----------------------------------------------------------------------------
+    def versions(self) -> list[ModelSummary]:
+        from core.loop.models_admin import list_models
+
+        return list_models(self.registry)
+
+    def champion_history(self) -> list[ChampionPeriod]:
+        from core.loop.models_admin import champion_history
+
+        return champion_history(self.registry)
+
+    def promote(self, version: int, *, reason: str | None = None) -> ModelSummary:
+        """Make ``version`` the champion; this process starts serving it in the background."""
+        from core.loop.models_admin import promote
+
+        chosen = promote(
+            self.settings, self.registry, self.store, version, actor=self.actor, reason=reason
+        )
+        self.predictor.refresh(force=True)
+        return chosen
+
+    def rollback(self) -> ModelSummary:
+        from core.loop.models_admin import rollback
+
+        chosen = rollback(self.settings, self.registry, self.store, actor=self.actor)
+        self.predictor.refresh(force=True)
+        return chosen
+
+    # --- Data and training -----------------------------------------------------------------
+    def list_source(self, source: str) -> Listing:
+        """The photos a source names (a labelled folder, a CSV manifest or ``default``)."""
+        from core.ingest import read_source
+
+        return read_source(source, self.settings)
+
+    def ingest(self, listing: Listing, *, progress: ProgressCallback | None = None) -> IngestReport:
+        from core.ingest import ingest
+
+        return ingest(listing, self.settings, self.registry, self.store, progress=progress)
+
+    def train(
+        self,
+        *,
+        backbone_id: str | None = None,
+        epochs: int | None = None,
+        progress: Progress | None = None,
+    ) -> TrainingResult:
+        """Train a candidate on the training set; the first model becomes champion."""
+        from core.model.training import train_model
+
+        settings = self.settings
+        if epochs is not None:
+            settings = settings.model_copy(update={"epochs": epochs})
+        return train_model(
+            settings,
+            self.registry,
+            self.store,
+            backbone_id=backbone_id,
+            progress=progress,
+            actor=self.actor,
+        )
+
+    def retrain_check(
+        self, *, force: bool = False, actor: str | None = None, progress: Progress | None = None
+    ) -> RetrainOutcome:
+        """Retrain and gate when due, under the maintenance lock (LockHeld if it is taken)."""
+        from core.loop.policy import retrain_check
+
+        with self.maintenance("retrain"):
+            return retrain_check(
+                self.settings,
+                self.registry,
+                self.store,
+                force=force,
+                actor=actor or self.actor,
+                progress=progress,
+            )
+
+    def reembed(self, backbone_id: str | None = None) -> ReembedReport:
+        """Fill the embedding cache of a backbone, under the maintenance lock."""
+        from core.loop.reembed import reembed
+
+        with self.maintenance("re-embed"):
+            return reembed(self.settings, self.registry, self.store, backbone_id=backbone_id)
+
+    def doctor(self, *, repair: bool = False) -> DoctorReport:
+        """Check bucket/registry consistency; repairs hold the maintenance lock."""
+        from core.loop.doctor import check_consistency
+
+        if not repair:
+            return check_consistency(self.settings, self.registry, self.store)
+        with self.maintenance("repair"):
+            return check_consistency(self.settings, self.registry, self.store, repair=True)
+
+    def status(self) -> dict[str, Any]:
+        from core.status import status_report
+
+        report = status_report(self.settings, self.registry)
+        holder = self.lock_holder()
+        report["maintenance_lock"] = None if holder is None else holder.describe()
+        return report
+
+    # --- Credentials -----------------------------------------------------------------------
+    def ensure_admin_token(self) -> str | None:
+        """Create the edge server's admin token if there is none: the token, to show once."""
+        return auth.ensure_admin_token(self.registry)
+
+    def reset_admin_token(self) -> str:
+        return auth.reset_admin_token(self.registry)
+
+    def verify_admin_token(self, token: str | None) -> None:
+        auth.verify_admin_token(self.registry, token)
+
+    def needs_admin_password(self) -> bool:
+        """True until the desktop's admin password has been chosen."""
+        return not auth.has_secret(self.registry, auth.DESKTOP_ADMIN_PASSWORD)
+
+    def choose_admin_password(self, password: str) -> None:
+        auth.choose_password(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
+
+    def verify_admin_password(self, password: str) -> None:
+        auth.verify_secret(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
+
+    # --- Usage -----------------------------------------------------------------------------
+    def record_usage(self, client: str, event: str, count: int = 1) -> None:
+        record_usage(self.registry, client, event, count)
+
+    def usage(self, client: str) -> dict[str, int]:
+        return usage_counts(self.registry, client)

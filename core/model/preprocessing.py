@@ -1,0 +1,60 @@
+"""How a photo becomes a network's input: recorded with every model, free of torch.
+
+Training, prediction, the exported runtimes and users of an exported model all run the same
+steps, so one description (:class:`Preprocessing`) drives them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+_INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes the network's input.
+
+    ``resize`` is ``"squash"`` (the whole photo stretched to size x size) or ``"crop"`` (the
+    shorter side scaled to size / crop_fraction, then the centre size x size cut out).
+    """
+
+    size: int = 224
+    resize: str = "squash"
+    crop_fraction: float = 1.0
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.resize not in ("squash", "crop") or self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"unsupported preprocessing {self}")
+
+    def as_dict(self) -> dict[str, Any]:
+        # Lists, not tuples: the same value before and after a JSON round trip.
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in asdict(self).items()}
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """One RGB image to a CHW float32 array."""
+        resample = _INTERPOLATIONS[self.interpolation]
+        image = image.convert("RGB")
+        if self.resize == "squash":
+            image = image.resize((self.size, self.size), resample)
+        else:
+            scale = self.size / self.crop_fraction / min(image.size)
+            width = max(self.size, round(image.width * scale))
+            height = max(self.size, round(image.height * scale))
+            image = image.resize((width, height), resample)
+            left, top = (width - self.size) // 2, (height - self.size) // 2
+            image = image.crop((left, top, left + self.size, top + self.size))
+        pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+        normalised = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1))
