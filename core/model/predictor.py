@@ -212,6 +212,7 @@ class Predictor:
     def _install(self, model: LoadedModel) -> None:
         self._model = model  # one reference assignment: the swap is atomic
         self._failed_version = None
+        self._checked_at = time.monotonic()
         log.info("loaded model version %s (backbone %s)", model.info.version, model.info.backbone)
 
     def predict(

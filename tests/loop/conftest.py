@@ -15,11 +15,12 @@ import pytest
 from core.imaging import check_photo
 from core.ingest import ingest, read_source
 from core.loop.review import approve
-from core.loop.submissions import Submission, submit_photo
+from core.loop.submissions import submit_photo
 from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
 from core.model.embeddings import EmbeddingCache
 from core.model.predictor import Predictor
 from core.model.training import train_model
+from core.wire import Submission
 from tests.installation import System, offline_settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

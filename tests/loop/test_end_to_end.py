@@ -142,6 +142,7 @@ def test_learning_loop_end_to_end(
     current = champion(registry)
     assert current is not None and current.id == expected
     predictor.refresh(force=True)
+    predictor.wait_for_swap()
     image = decode_stored(fresh["grass"][-1].read_bytes())
     assert predictor.predict([image])[0].model_version == expected
 

@@ -104,6 +104,7 @@ def test_promote_by_hand_and_roll_back_in_one_step(make_system) -> None:
     promote(settings, registry, store, second.version_id, actor="alice")
     assert champion(registry).id == second.version_id
     predictor.refresh(force=True)
+    predictor.wait_for_swap()
     assert predictor.info.version == second.version_id
 
     back = rollback(settings, registry, store, actor="bob")

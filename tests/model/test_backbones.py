@@ -274,7 +274,7 @@ def test_get_backbone_builds_one_instance_across_threads(offline: Callable[..., 
 def test_nothing_is_built_at_import() -> None:
     code = (
         "import sys, core.model.backbones as b, core.model.embeddings;"
-        "print('timm' in sys.modules, len(b._backbones))"
+        "print('timm' in sys.modules, len(b._built))"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
@@ -288,8 +288,8 @@ def test_preprocessing_shapes_and_its_record_survives_json() -> None:
     squash = Preprocessing(resize="squash", mean=(0.5,) * 3, std=(0.5,) * 3)
     crop = Preprocessing(resize="crop", mean=(0.5,) * 3, std=(0.5,) * 3)
     for option in (squash, crop):
-        tensor = option(photo)
-        assert tensor.shape == (3, 224, 224) and tensor.dtype == torch.float32
+        pixels = option(photo)
+        assert pixels.shape == (3, 224, 224) and pixels.dtype == np.float32
         assert json.loads(json.dumps(option.as_dict())) == option.as_dict()
     # Squashing keeps the band (now -1 after normalisation); the centre crop cuts it off.
     assert squash(photo)[:, :, 0].max() < -0.9

@@ -11,13 +11,15 @@ import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ModelError, NoChampion
+from core.errors import ModelError, ModelLoading, NoChampion
 from core.imaging import decode_stored
+from core.model import predictor as predictor_module
 from core.model.artifacts import ModelArtifact, load_artifact, serialize_artifact
 from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
 from core.model.embeddings import EmbeddingCache
@@ -226,6 +228,7 @@ def test_hot_swap_to_a_new_champion_during_concurrent_predictions(trained: Train
         switch = versions.index(new.version_id)
         assert set(versions[:switch]) == {old.id}
         assert set(versions[switch:]) == {new.version_id}  # never back to the old model
+    predictor.wait_for_swap()
     assert predictor.info.version == new.version_id
 
 
@@ -243,7 +246,63 @@ def test_refresh_is_throttled_between_registry_checks(trained: TrainedSystem) ->
     assert predictor.refresh() is False  # checked moments ago: no registry query yet
     assert predictor.info.version == current.id
     assert predictor.refresh(force=True) is True
+    predictor.wait_for_swap()
     assert predictor.info.version == other.version_id
+
+
+@pytest.mark.slow
+def test_a_swap_loads_in_the_background_while_the_old_model_answers(
+    trained: TrainedSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new champion's load is held on an event (the real load runs once released): every
+    call meanwhile returns at once, answered by the old model."""
+    settings, registry, store = trained.settings, trained.registry, trained.store
+    current = champion(registry)
+    assert current is not None
+    predictor = Predictor(settings, registry, store, refresh_interval=0)
+    assert predictor.info.version == current.id
+    other = train_model(settings, registry, store, promote_if_first=False)
+    set_champion(settings, registry, other.version_id, actor="tester", reason="test")
+
+    release, loading = threading.Event(), threading.Event()
+    real_load = predictor_module.load_model
+
+    def held_load(*args: Any, **kwargs: Any) -> Any:
+        loading.set()
+        assert release.wait(60)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(predictor_module, "load_model", held_load)
+    image = decode_stored(store.get(training_set(registry)[0].object_key))
+    assert predictor.refresh() is True
+    assert loading.wait(60)
+    assert predictor.refresh() is False  # one load at a time
+    assert predictor.predict([image], wait=False)[0].model_version == current.id
+    assert predictor.current().info.version == current.id
+    release.set()
+    predictor.wait_for_swap(60)
+    assert predictor.predict([image], wait=False)[0].model_version == other.version_id
+
+
+@pytest.mark.slow
+def test_a_first_load_in_the_background_answers_model_loading(
+    trained: TrainedSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor = Predictor(trained.settings, trained.registry, trained.store, refresh_interval=0)
+    release = threading.Event()
+    real_load = predictor_module.load_model
+
+    def held_load(*args: Any, **kwargs: Any) -> Any:
+        assert release.wait(60)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(predictor_module, "load_model", held_load)
+    with pytest.raises(ModelLoading, match="loading"):
+        predictor.current()  # starts the load and says so, without waiting
+    release.set()
+    predictor.wait_for_swap(60)
+    current = champion(trained.registry)
+    assert current is not None and predictor.current().info.version == current.id
 
 
 def test_no_champion_says_how_to_get_one(tmp_path: Path) -> None:
