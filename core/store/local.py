@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.errors import NotFound, StoreError, StoreUnavailable
+from core.errors import InvalidKey, NotFound, StoreError, StoreUnavailable
 from core.store.base import ObjectStore, check_key, check_prefix
 
 TEMP_PREFIX = ".tmp-"  # unfinished writes: invisible to readers, swept by `classifi doctor`
@@ -43,6 +43,10 @@ class LocalStore(ObjectStore):
         return self.root.as_uri()
 
     def _path(self, key: str) -> Path:
+        if key.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+            raise InvalidKey(
+                f"Object key {key!r} names an unfinished write ({TEMP_PREFIX}*): not an object."
+            )
         return self.root / check_key(key)
 
     def url_for(self, key: str) -> str:

@@ -60,9 +60,11 @@ def test_one_holder_at_a_time_and_it_says_who(registry: Registry) -> None:
         assert me.pid == os.getpid() and me.purpose == "repair"
         holder = lock_holder(registry)
         assert holder is not None and (holder.pid, holder.purpose) == (os.getpid(), "repair")
-        with pytest.raises(LockHeld, match=rf"repair by pid {os.getpid()}"):
-            with maintenance_lock(registry, "retrain"):
-                pass
+        with (
+            pytest.raises(LockHeld, match=rf"repair by pid {os.getpid()}"),
+            maintenance_lock(registry, "retrain"),
+        ):
+            pass
     assert lock_holder(registry) is None
     with maintenance_lock(registry, "retrain"):  # free again after a normal release
         pass
@@ -73,9 +75,11 @@ def test_a_killed_holder_leaves_no_lock(registry: Registry) -> None:
     try:
         holder = lock_holder(registry)
         assert holder is not None and (holder.pid, holder.purpose) == (child.pid, "retrain")
-        with pytest.raises(LockHeld, match=f"retrain by pid {child.pid}"):
-            with maintenance_lock(registry, "retrain"):
-                pass
+        with (
+            pytest.raises(LockHeld, match=f"retrain by pid {child.pid}"),
+            maintenance_lock(registry, "retrain"),
+        ):
+            pass
         child.send_signal(signal.SIGKILL)
         child.wait(30)
         wait_until_free(registry)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from core.app import App
 from core.loop.doctor import check_consistency
 from core.loop.moves import UPLOADING
 from core.loop.policy import retrain_check
@@ -184,6 +185,7 @@ def test_submission_is_finished_or_undone_after_a_crash(
 KILLER = """
 import os, signal, sys
 from pathlib import Path
+from core.locks import maintenance_lock
 from core.loop.policy import retrain_check
 from tests.installation import System
 
@@ -200,8 +202,9 @@ def progress(stage, done, total):
     checkpoint(f"{stage}:{done}")
 
 system = System.open(home)
-retrain_check(system.settings, system.registry, system.store, checkpoint=checkpoint,
-              progress=progress)
+with maintenance_lock(system.registry, "retrain"):  # as every retrain runs: under the lock
+    retrain_check(system.settings, system.registry, system.store, checkpoint=checkpoint,
+                  progress=progress)
 """
 
 
@@ -223,7 +226,9 @@ def test_retrain_survives_sigkill(make_system, fresh_photos, where: str, nth: in
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     restarted = System.open(system.settings.home)
     assert_nothing_lost(restarted)
-    outcome = retrain_check(restarted.settings, restarted.registry, restarted.store)
+    # The killed holder's lock is gone: a plain check takes it, with no flag and no restart.
+    with App(restarted.settings, actor="tester") as app:
+        outcome = app.retrain_check()
     assert outcome.due and outcome.candidate_version is not None
     assert_retrained_once(restarted)
     restarted.registry.dispose()

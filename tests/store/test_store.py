@@ -143,7 +143,9 @@ def test_local_store_hides_an_interrupted_write(tmp_path: Path) -> None:
     (tmp_path / "bucket" / "raw" / "grass" / ".tmp-killed.part").write_bytes(b"half")
 
     assert list(store.list()) == ["raw/grass/a.jpg"]
-    assert not store.exists("raw/grass/.tmp-killed")
+    for read in (store.exists, store.get):
+        with pytest.raises(InvalidKey, match="unfinished write"):
+            read("raw/grass/.tmp-killed.part")
 
 
 @pytest.mark.timeout(60)
