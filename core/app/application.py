@@ -39,8 +39,11 @@ from core.wire import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from PIL import Image
 
+    from core.backup import BackupReport
     from core.ingest import IngestReport, Listing, ProgressCallback
     from core.loop.doctor import DoctorReport
     from core.loop.reembed import ReembedReport
@@ -324,6 +327,21 @@ class App:
             return check_consistency(self.settings, self.registry, self.store)
         with self.maintenance("repair"):
             return check_consistency(self.settings, self.registry, self.store, repair=True)
+
+    def backup(
+        self, destination: Path, *, progress: Callable[[str], None] | None = None
+    ) -> BackupReport:
+        """A consistent backup of the home (embedded stores), taken while the app runs."""
+        from core.backup import backup
+
+        return backup(self.settings, destination, progress=progress)
+
+    def restore(self, source: Path, *, replace: bool = False) -> dict[str, Any]:
+        """Put a backup back as this app's home (stop servers and workers on it first)."""
+        from core.backup import restore
+
+        self.close()
+        return restore(self.settings, source, replace=replace)
 
     def status(self) -> dict[str, Any]:
         from core.status import status_report

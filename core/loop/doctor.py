@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from core.config import Settings
 from core.errors import Conflict, InvalidImage, NotFound
@@ -160,13 +160,38 @@ def _photo_rows(
             )
         ).all()
     report.photos = len(rows)
+    named = {row.object_key for row in rows} | {row.moving_to for row in rows if row.moving_to}
+    # Keys are content-addressed: an unnamed object with a row's file name holds its bytes.
+    unnamed_by_name = {PurePosixPath(key).name: key for key in keys - named}
     referenced = set()
     for photo_id, key, moving_to, status, label, sha256 in rows:
         referenced.add(key)
         if moving_to is not None:
             referenced.add(moving_to)  # young uploads, left alone until the grace passes
             continue
-        if key not in keys:
+        twin = unnamed_by_name.pop(PurePosixPath(key).name, None) if key not in keys else None
+        if twin is not None:
+            # The photo's bytes under another prefix (e.g. a copy taken while a move ran).
+            if repair:
+                with registry.session() as session:
+                    session.execute(
+                        update(Photo)
+                        .where(Photo.id == photo_id)
+                        .values(object_key=twin, url_s3=store.url_for(twin))
+                    )
+            report.issues.append(
+                Issue(
+                    "object_elsewhere",
+                    f"photo {photo_id}",
+                    f"The registry names {key}; its bytes are at {twin}.",
+                    repaired=repair,
+                )
+            )
+            referenced.add(twin)
+            if not repair:
+                continue
+            key = twin  # then put where its status says, below
+        elif key not in keys:
             if repair:
                 with registry.session() as session:
                     session.execute(delete(Photo).where(Photo.id == photo_id))
