@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 
-from core.errors import AuthError, Conflict
+from sqlalchemy import select
+
+from core.errors import AuthError, Conflict, NotFound
 from core.registry import Registry
 from core.registry.models import Credential
 
@@ -123,3 +128,84 @@ def choose_password(registry: Registry, name: str, password: str) -> None:
             session.add(Credential(name=name, secret_hash=hash_secret(password)))
     except Conflict as exc:  # also a concurrent first choice from another process
         raise AuthError(str(exc)) from None
+
+
+# Device keys: what phones, desktops and other devices send to the prediction, submission
+# and usage routes of a server reachable from the network. A key is 256 random bits, so a
+# fast hash is enough (no password to guess) and each request costs one indexed-size lookup,
+# not a scrypt per key.
+DEVICE_PREFIX = "device:"
+DEVICE_KEY_PREFIX = "ck_"
+_DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}")
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    name: str
+    created_at: datetime
+
+
+def _device_hash(key: str) -> str:
+    return "sha256$" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def create_device_key(registry: Registry, name: str) -> str:
+    """A new key for device ``name``, returned once; only its hash is kept."""
+    if not _DEVICE_NAME.fullmatch(name):
+        raise AuthError(
+            f"Device name {name!r}: use up to 48 letters, digits, '.', '_' or '-', e.g. 'phone-anna'."
+        )
+    taken = Conflict(f"A device named {name!r} has a key: revoke it first, or pick a name.")
+    if has_secret(registry, DEVICE_PREFIX + name):
+        raise taken
+    key = DEVICE_KEY_PREFIX + secrets.token_urlsafe(32)
+    try:
+        with registry.session() as session:
+            session.add(Credential(name=DEVICE_PREFIX + name, secret_hash=_device_hash(key)))
+    except Conflict:  # created concurrently by another process
+        raise taken from None
+    return key
+
+
+def list_device_keys(registry: Registry) -> list[DeviceKey]:
+    with registry.session() as session:
+        rows = session.scalars(
+            select(Credential)
+            .where(Credential.name.startswith(DEVICE_PREFIX))
+            .order_by(Credential.created_at)
+        )
+        return [DeviceKey(row.name.removeprefix(DEVICE_PREFIX), row.created_at) for row in rows]
+
+
+def revoke_device_key(registry: Registry, name: str) -> None:
+    with registry.session() as session:
+        row = session.get(Credential, DEVICE_PREFIX + name)
+        if row is None:
+            raise NotFound(f"No device named {name!r} has a key: see `classifi keys list`.")
+        session.delete(row)
+
+
+def device_of_key(registry: Registry, key: str | None) -> str:
+    """The name of the device whose key ``key`` is; :class:`AuthError` if none."""
+    if not key:
+        raise AuthError("A device key is required: send it as 'X-API-Key: <key>'.")
+    with registry.session() as session:
+        name = session.scalar(
+            select(Credential.name).where(
+                Credential.name.startswith(DEVICE_PREFIX),
+                Credential.secret_hash == _device_hash(key),
+            )
+        )
+    if name is None:
+        raise AuthError("The device key is wrong or was revoked: ask the admin for a new one.")
+    return name.removeprefix(DEVICE_PREFIX)
+
+
+def has_device_keys(registry: Registry) -> bool:
+    with registry.session() as session:
+        return (
+            session.scalar(
+                select(Credential.name).where(Credential.name.startswith(DEVICE_PREFIX)).limit(1)
+            )
+            is not None
+        )

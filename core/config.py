@@ -79,6 +79,10 @@ class Settings(BaseModel):
     # re-cropped/re-coloured pairs (0.034, 0.067); 6 of 340 distinct photos fall under it.
     near_duplicate_distance: float = Field(default=0.07, ge=0, le=2)
     keep_rejected: bool = True
+    # Submission quotas: a full review queue or disk refuses new photos before storing any.
+    max_pending_submissions: int = Field(default=5000, gt=0)
+    max_pending_per_submitter: int = Field(default=500, gt=0)
+    min_free_disk_mb: int = Field(default=500, ge=0)
     ingest_sources: tuple[str, ...] = ()
     ingest_schedule: str = ""  # cron; empty: scheduled ingest is off
 

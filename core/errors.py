@@ -173,6 +173,18 @@ class SourceError(ClassifiError):
     status = 400
 
 
+class QuotaExceeded(ClassifiError):
+    """A submitter has as many pending submissions as allowed: wait for the review."""
+
+    status = 429
+
+
+class InsufficientStorage(ClassifiError):
+    """The server keeps no more submissions: too many pending, or its disk is nearly full."""
+
+    status = 507
+
+
 class LockHeld(Conflict):
     """Another process holds the maintenance lock (a retrain, a repair)."""
 

@@ -362,6 +362,23 @@ class App:
     def verify_admin_token(self, token: str | None) -> None:
         auth.verify_admin_token(self.registry, token)
 
+    def create_device_key(self, name: str) -> str:
+        """A new key for a device (shown once; only its hash is kept)."""
+        return auth.create_device_key(self.registry, name)
+
+    def device_keys(self) -> list[auth.DeviceKey]:
+        return auth.list_device_keys(self.registry)
+
+    def revoke_device_key(self, name: str) -> None:
+        auth.revoke_device_key(self.registry, name)
+
+    def device_of_key(self, key: str | None) -> str:
+        """The device a key belongs to; AuthError for a missing, wrong or revoked key."""
+        return auth.device_of_key(self.registry, key)
+
+    def has_device_keys(self) -> bool:
+        return auth.has_device_keys(self.registry)
+
     def needs_admin_password(self) -> bool:
         """True until the desktop's admin password has been chosen."""
         return not auth.has_secret(self.registry, auth.DESKTOP_ADMIN_PASSWORD)

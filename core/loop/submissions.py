@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from sqlalchemy import func, select
 
 from core.config import Settings
-from core.errors import Conflict, NoChampion
+from core.errors import Conflict, InsufficientStorage, NoChampion, QuotaExceeded
 from core.imaging import CheckedPhoto, check_photo
 from core.ingest import photo_row
 from core.loop.duplicates import exact_duplicate, nearest_stored
@@ -30,7 +31,7 @@ from core.model.backbone import Backbone
 from core.model.backbones import get_backbone, resolve_backbone_id
 from core.model.embeddings import EmbeddingCache
 from core.model.predictor import LoadedModel, Predictor
-from core.registry import PhotoStatus, Registry
+from core.registry import Photo, PhotoStatus, Registry
 from core.store import PENDING_PREFIX, ObjectStore, photo_key
 from core.wire import Duplicate, Submission
 
@@ -67,6 +68,7 @@ def submit_photo(
     photo = check_photo(data, settings)
     if existing := exact_duplicate(registry, photo.sha256):
         return _already_known(existing)
+    check_room(settings, registry, store, submitted_by)
 
     model = _champion_model(predictor or Predictor(settings, registry, store))
     backbone = model.backbone if model else get_backbone(resolve_backbone_id(settings), settings)
@@ -138,6 +140,37 @@ def _already_known(existing: Duplicate) -> Submission:
         confidence=None,
         model_version=None,
     )
+
+
+def check_room(
+    settings: Settings, registry: Registry, store: ObjectStore, submitted_by: str | None
+) -> None:
+    """Refuse a submission before anything is stored when a quota or the disk is full."""
+    with registry.session() as session:
+        pending = dict(
+            session.execute(
+                select(Photo.submitted_by, func.count())
+                .where(Photo.status == PhotoStatus.PENDING)
+                .group_by(Photo.submitted_by)
+            ).all()
+        )
+    if sum(pending.values()) >= settings.max_pending_submissions:
+        raise InsufficientStorage(
+            f"{settings.max_pending_submissions} submissions already wait for review (setting "
+            "max_pending_submissions): review some, then submit again."
+        )
+    if pending.get(submitted_by, 0) >= settings.max_pending_per_submitter:
+        raise QuotaExceeded(
+            f"{submitted_by or 'This submitter'} has {settings.max_pending_per_submitter} "
+            "submissions waiting for review (setting max_pending_per_submitter): wait until "
+            "they are reviewed."
+        )
+    free = store.free_bytes()
+    if free is not None and free < settings.min_free_disk_mb * 2**20:
+        raise InsufficientStorage(
+            f"Only {free / 2**20:.0f} MB of disk are free where photos are stored, below the "
+            f"{settings.min_free_disk_mb} MB floor (setting min_free_disk_mb): free some space."
+        )
 
 
 def _embedding(

@@ -108,6 +108,11 @@ class ObjectStore(ABC):
 
             raise NotFound(f"Cannot move {source!r}: it does not exist in {self.url}.")
 
+    def free_bytes(self) -> int | None:
+        """Free space where the objects are written, or None where it is not ours to watch
+        (an S3 service manages its own capacity)."""
+        return None
+
     def ping(self) -> None:
         """Raise :class:`core.errors.StoreUnavailable` if the store does not answer."""
         next(iter(self.list(MODEL_PREFIX)), None)

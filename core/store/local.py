@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,10 @@ class LocalStore(ObjectStore):
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot delete {key!r} from {self.root}: {exc}") from exc
+
+    def free_bytes(self) -> int | None:
+        folder = self.root if self.root.exists() else self.root.parent
+        return shutil.disk_usage(folder).free
 
     def ping(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK):
