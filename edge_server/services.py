@@ -31,9 +31,9 @@ class Services:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        # Requests never wait for a model load: the batch raises ModelLoading instead (503).
+        # Requests never wait for a model load (the app is built not to): ModelLoading, a 503.
         self.batcher: MicroBatcher[Image.Image, Prediction] = MicroBatcher(
-            lambda images: app.classify_images(images, wait=False),
+            app.classify_images,
             max_size=app.settings.batch_max_size,
             max_delay_s=app.settings.batch_max_delay_ms / 1000,
         )
@@ -42,7 +42,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        return cls(App(settings, actor=ACTOR))
+        return cls(App(settings, actor=ACTOR, wait_for_model=False))
 
     @property
     def settings(self) -> Settings:
@@ -70,7 +70,7 @@ class Services:
 
     def classify_many(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """Several photos in one request: a prediction or the reason for each, in order."""
-        results = self.app.classify(photos, wait=False)
+        results = self.app.classify(photos)
         for result in results:  # the photos went through one model: note it once
             if isinstance(result, Prediction):
                 self._note(result.model_version, result.backbone)

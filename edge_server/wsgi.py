@@ -7,8 +7,8 @@ with the same result. In every process that serves it:
 - shares the Prometheus values of the workers of one gunicorn server through a directory
   named after their master, which ``/metrics`` merges (set before prometheus_client is
   first imported: it picks its value store then);
-- creates the admin token on the first start and prints it, once (the workers open the
-  registry one at a time, so that only one runs its migrations);
+- creates the admin token on the first start and prints it, once (the first worker to
+  open a fresh registry migrates it; the others wait their turn in core.registry);
 - loads the champion before the worker answers, and builds the app.
 
 ``classifi serve`` forks ``workers`` gunicorn processes, each with ``server_threads`` threads
@@ -26,8 +26,6 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,23 +60,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from edge_server.services import Services
 
     services = Services.build(settings)
-    with _one_worker_at_a_time():  # the first to open the registry migrates its schema
-        announce_admin_token(services.app)  # before the model load, which takes a while
+    announce_admin_token(services.app)  # before the model load, which takes a while
     services.load_model()
     return factory(services=services)
-
-
-@contextmanager
-def _one_worker_at_a_time() -> Iterator[None]:
-    """Hold a lock that the workers of this gunicorn server share (none in one process)."""
-    if not _under_gunicorn():
-        yield
-        return
-    import fcntl  # gunicorn runs where fcntl does
-
-    with (Path(os.environ[MULTIPROC_ENV]) / "start-up.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        yield
 
 
 def _metrics_dir(master_pid: int) -> Path:

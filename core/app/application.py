@@ -76,9 +76,12 @@ class _Lazy:
 class App:
     """The product's use cases on one installation (see the module's docstring)."""
 
-    def __init__(self, settings: Settings, *, actor: str) -> None:
+    def __init__(self, settings: Settings, *, actor: str, wait_for_model: bool = True) -> None:
         self.settings = settings
         self.actor = actor
+        #: False in request handlers: a model still loading raises ModelLoading (never waited
+        #: for) and a submission meanwhile is stored without the model's opinion.
+        self.wait_for_model = wait_for_model
         self._opened = _Lazy()
 
     # --- The stores, opened on first use ---------------------------------------------------
@@ -143,17 +146,12 @@ class App:
         row = champion(self.registry)
         return None if row is None else summary_of(row)
 
-    def classify_images(
-        self, images: Sequence[Image.Image], *, wait: bool = True
-    ) -> list[Prediction]:
-        """One prediction per checked image, in one batched pass. With ``wait=False`` (a
-        request handler) a model still loading raises ModelLoading instead of blocking."""
+    def classify_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        """One prediction per checked image, in batched passes."""
         self.predictor.refresh()
-        return self.predictor.predict(images, wait=wait)
+        return self.predictor.predict(images, wait=self.wait_for_model)
 
-    def classify(
-        self, photos: Sequence[bytes], *, wait: bool = True
-    ) -> list[Prediction | ClassifiError]:
+    def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """Classify many photos: a prediction for each good one (all in batched passes), the
         reason for each bad one, in the order given. One bad photo spoils no other."""
         refused: dict[int, ClassifiError] = {}
@@ -163,7 +161,7 @@ class App:
                 images.append(self.check_photo(data).image)
             except InvalidImage as exc:
                 refused[index] = exc
-        predictions = iter(self.classify_images(images, wait=wait) if images else [])
+        predictions = iter(self.classify_images(images) if images else [])
         return [refused.get(index) or next(predictions) for index in range(len(photos))]
 
     # --- Submissions and review ------------------------------------------------------------
@@ -182,6 +180,7 @@ class App:
             source=source,
             submitted_by=submitted_by,
             predictor=self.predictor,
+            wait_for_model=self.wait_for_model,
         )
 
     def exact_duplicate(self, photo: CheckedPhoto) -> Duplicate | None:

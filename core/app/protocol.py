@@ -25,9 +25,7 @@ class ProductApi(Protocol):
         """The current champion, or None before the first model."""
         ...
 
-    def classify(
-        self, photos: Sequence[bytes], *, wait: bool = True
-    ) -> list[Prediction | ClassifiError]:
+    def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """A prediction for each good photo, the reason for each bad one, in order."""
         ...
 

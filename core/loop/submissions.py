@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from core.config import Settings
-from core.errors import Conflict, InsufficientStorage, NoChampion, QuotaExceeded
+from core.errors import Conflict, InsufficientStorage, ModelLoading, NoChampion, QuotaExceeded
 from core.imaging import CheckedPhoto, check_photo
 from core.ingest import photo_row
 from core.loop.duplicates import exact_duplicate, nearest_stored
@@ -38,11 +38,13 @@ from core.wire import Duplicate, Submission
 log = logging.getLogger(__name__)
 
 
-def _champion_model(predictor: Predictor) -> LoadedModel | None:
+def _champion_model(predictor: Predictor, *, wait: bool) -> LoadedModel | None:
+    """The champion to embed and judge with; None before the first model (or, when not
+    waiting, while it loads: the submission is then stored without its opinion)."""
     predictor.refresh()
     try:
-        return predictor.ensure_loaded()
-    except NoChampion:
+        return predictor.ensure_loaded() if wait else predictor.current()
+    except (NoChampion, ModelLoading):
         return None
 
 
@@ -56,6 +58,7 @@ def submit_photo(
     source: str = "upload",
     submitted_by: str | None = None,
     predictor: Predictor | None = None,
+    wait_for_model: bool = True,
     checkpoint: Checkpoint = no_checkpoint,
 ) -> Submission:
     """Check, de-duplicate, classify and store one submitted photo as pending.
@@ -70,7 +73,7 @@ def submit_photo(
         return _already_known(existing)
     check_room(settings, registry, store, submitted_by)
 
-    model = _champion_model(predictor or Predictor(settings, registry, store))
+    model = _champion_model(predictor or Predictor(settings, registry, store), wait=wait_for_model)
     backbone = model.backbone if model else get_backbone(resolve_backbone_id(settings), settings)
     vector = _embedding(settings, registry, store, backbone, photo)
     prediction = confidence = version = None

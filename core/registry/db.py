@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# pg_advisory_xact_lock key of schema migrations ("classifm" in ASCII).
+MIGRATION_LOCK_KEY = 0x636C61737369666D
 
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
@@ -80,7 +82,10 @@ class Registry:
         return self.engine.dialect.name == "sqlite"
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (once per URL and process)."""
+        """Bring the schema to the newest revision (once per URL and process).
+
+        Processes that open a fresh registry together (the workers of one server, a worker
+        beside the desktop) take turns: the first migrates, the others find it done."""
         with _migrate_lock:
             if self.url in _migrated:
                 return
@@ -90,13 +95,30 @@ class Registry:
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS_DIR))
             try:
-                with self.engine.begin() as connection:
+                with self._migration_turn(), self.engine.begin() as connection:
+                    if not self.is_sqlite:
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                        )
                     config.attributes["connection"] = connection
                     command.upgrade(config, "head")
             except exc.SQLAlchemyError as error:
                 raise translate_db_error(error, self.safe_url) from error
             _migrated.add(self.url)
             log.debug("registry %s is at the newest schema", self.safe_url)
+
+    @contextmanager
+    def _migration_turn(self) -> Iterator[None]:
+        """On SQLite, a file lock beside the database (PostgreSQL locks in the transaction)."""
+        database = make_url(self.url).database
+        if not self.is_sqlite or not database or database == ":memory:":
+            yield
+            return
+        import fcntl
+
+        with Path(database).expanduser().with_name("migrations.lock").open("w") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            yield
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -119,8 +141,6 @@ class Registry:
 
     def ping(self) -> None:
         """Raise :class:`RegistryUnavailable` if the database does not answer."""
-        from sqlalchemy import text
-
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
