@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.errors import SourceError
-from core.ingest import DEFAULT_PER_LABEL, IngestReport, default_entries, ingest, read_source
+from core.ingest import IngestReport, ingest, read_source
+from core.ingest.sources import DEFAULT_PER_LABEL, default_entries
 from core.registry import Photo, PhotoStatus, Registry
 from core.store import open_store
 from tests.ingest.conftest import PIXEL_LIMIT
