@@ -62,3 +62,12 @@ def trained(
     first = train_model(system.settings, system.registry, system.store)
     yield TrainedSystem(system.settings, system.registry, system.store, first)
     system.registry.dispose()
+
+
+@pytest.fixture
+def own_trained(trained: TrainedSystem, tmp_path: Path) -> Iterator[TrainedSystem]:
+    """A copy of the module's trained system for a test that changes it (adds versions,
+    moves the champion), so that no test depends on which ran before it."""
+    system = copy_home(trained.settings.home, tmp_path / "own-home")
+    yield TrainedSystem(system.settings, system.registry, system.store, trained.first)
+    system.registry.dispose()

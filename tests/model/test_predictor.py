@@ -140,9 +140,9 @@ def register_artifact(
 
 
 @pytest.mark.slow
-def test_a_head_is_never_used_with_another_backbone(trained: TrainedSystem) -> None:
-    backbone = get_backbone(EFFICIENTNET_LITE0, trained.settings)
-    genuine = load_artifact(trained.store.get(trained.first.object_key))
+def test_a_head_is_never_used_with_another_backbone(own_trained: TrainedSystem) -> None:
+    backbone = get_backbone(EFFICIENTNET_LITE0, own_trained.settings)
+    genuine = load_artifact(own_trained.store.get(own_trained.first.object_key))
 
     def variant(**changes: object) -> ModelArtifact:
         fields = {**genuine.__dict__, **changes}
@@ -152,15 +152,17 @@ def test_a_head_is_never_used_with_another_backbone(trained: TrainedSystem) -> N
     dinov2_sized = variant(state_dict=LinearHead(384, 2).state_dict())
     with pytest.raises(ModelError, match="expects 384-d embeddings"):
         load_model(
-            trained.settings,
-            trained.store,
-            register_artifact(trained, dinov2_sized, EFFICIENTNET_LITE0),
+            own_trained.settings,
+            own_trained.store,
+            register_artifact(own_trained, dinov2_sized, EFFICIENTNET_LITE0),
         )
 
     # The registry and the file disagree about the backbone.
     with pytest.raises(ModelError, match="the file says backbone 'efficientnet_lite0'"):
         load_model(
-            trained.settings, trained.store, register_artifact(trained, genuine, "dinov2_vits14")
+            own_trained.settings,
+            own_trained.store,
+            register_artifact(own_trained, genuine, "dinov2_vits14"),
         )
 
     with pytest.raises(ModelError, match="trained on backbone 'dinov2_vits14'"):
@@ -173,17 +175,19 @@ def test_a_head_is_never_used_with_another_backbone(trained: TrainedSystem) -> N
         )
 
     # A file changed after it was registered.
-    tampered = register_artifact(trained, genuine, EFFICIENTNET_LITE0)
-    trained.store.put(
+    tampered = register_artifact(own_trained, genuine, EFFICIENTNET_LITE0)
+    own_trained.store.put(
         tampered.object_key, serialize_artifact(variant(labels=["grass", "dandelion"]))
     )
     with pytest.raises(ModelError, match="does not match the checksum"):
-        load_model(trained.settings, trained.store, tampered)
+        load_model(own_trained.settings, own_trained.store, tampered)
 
 
 @pytest.mark.slow
-def test_hot_swap_to_a_new_champion_during_concurrent_predictions(trained: TrainedSystem) -> None:
-    settings, registry, store = trained.settings, trained.registry, trained.store
+def test_hot_swap_to_a_new_champion_during_concurrent_predictions(
+    own_trained: TrainedSystem,
+) -> None:
+    settings, registry, store = own_trained.settings, own_trained.registry, own_trained.store
     old = champion(registry)
     assert old is not None
     # A visibly different model: fewer epochs on part of the photos.
@@ -233,14 +237,16 @@ def test_hot_swap_to_a_new_champion_during_concurrent_predictions(trained: Train
 
 
 @pytest.mark.slow
-def test_refresh_is_throttled_between_registry_checks(trained: TrainedSystem) -> None:
-    current = champion(trained.registry)
+def test_refresh_is_throttled_between_registry_checks(own_trained: TrainedSystem) -> None:
+    current = champion(own_trained.registry)
     assert current is not None
-    predictor = Predictor(trained.settings, trained.registry, trained.store, refresh_interval=3600)
+    predictor = Predictor(
+        own_trained.settings, own_trained.registry, own_trained.store, refresh_interval=3600
+    )
     assert predictor.info.version == current.id
-    other = train_model(trained.settings, trained.registry, trained.store)
+    other = train_model(own_trained.settings, own_trained.registry, own_trained.store)
     set_champion(
-        trained.settings, trained.registry, other.version_id, actor="tester", reason="test"
+        own_trained.settings, own_trained.registry, other.version_id, actor="tester", reason="test"
     )
 
     assert predictor.refresh() is False  # checked moments ago: no registry query yet
@@ -252,11 +258,11 @@ def test_refresh_is_throttled_between_registry_checks(trained: TrainedSystem) ->
 
 @pytest.mark.slow
 def test_a_swap_loads_in_the_background_while_the_old_model_answers(
-    trained: TrainedSystem, monkeypatch: pytest.MonkeyPatch
+    own_trained: TrainedSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The new champion's load is held on an event (the real load runs once released): every
     call meanwhile returns at once, answered by the old model."""
-    settings, registry, store = trained.settings, trained.registry, trained.store
+    settings, registry, store = own_trained.settings, own_trained.registry, own_trained.store
     current = champion(registry)
     assert current is not None
     predictor = Predictor(settings, registry, store, refresh_interval=0)

@@ -71,12 +71,14 @@ def test_the_run_records_params_metrics_and_the_registered_champion(
     assert hashlib.sha256(downloaded.read_bytes()).digest() == hashlib.sha256(stored).digest()
 
 
-def test_set_champion_switches_in_the_registry_and_moves_the_alias(trained: TrainedSystem) -> None:
-    settings, registry = trained.settings, trained.registry
+def test_set_champion_switches_in_the_registry_and_moves_the_alias(
+    own_trained: TrainedSystem,
+) -> None:
+    settings, registry = own_trained.settings, own_trained.registry
     client = MlflowClient(settings.mlflow_tracking_uri)
     first = champion(registry)
     assert first is not None
-    second = train_model(settings, registry, trained.store)
+    second = train_model(settings, registry, own_trained.store)
     assert not second.became_champion
 
     set_champion(settings, registry, second.version_id, actor="tester", reason="better on holdout")
@@ -106,26 +108,37 @@ def test_set_champion_switches_in_the_registry_and_moves_the_alias(trained: Trai
 
 
 def test_the_registry_decides_when_mlflow_is_unreachable(
-    trained: TrainedSystem, caplog: pytest.LogCaptureFixture
+    own_trained: TrainedSystem, caplog: pytest.LogCaptureFixture
 ) -> None:
-    current = champion(trained.registry)
-    other = next(v for v in list_versions(trained.registry) if v.id != current.id)  # type: ignore[union-attr]
-    unreachable = trained.settings.model_copy(
+    current = champion(own_trained.registry)
+    assert current is not None
+    other = train_model(
+        own_trained.settings.model_copy(update={"epochs": 2}),
+        own_trained.registry,
+        own_trained.store,
+        promote_if_first=False,
+    )
+    unreachable = own_trained.settings.model_copy(
         update={"mlflow_tracking_uri": "sqlite:////proc/classifi-no-such-folder/mlflow.db"}
     )
-    set_champion(unreachable, trained.registry, other.id, actor="tester", reason="rollback")
-    assert champion(trained.registry).id == other.id  # type: ignore[union-attr]
+    set_champion(unreachable, own_trained.registry, other.version_id, actor="tester", reason="test")
+    assert champion(own_trained.registry).id == other.version_id  # type: ignore[union-attr]
     assert "MLflow's alias was not moved" in caplog.text
 
 
-def test_train_command_prints_the_summary_and_json(trained: TrainedSystem) -> None:
+def test_train_command_prints_the_summary_and_json(own_trained: TrainedSystem) -> None:
     runner = CliRunner()
-    env = {"CLASSIFI_HOME": str(trained.settings.home), "CLASSIFI_BACKBONE": "efficientnet_lite0"}
+    env = {
+        "CLASSIFI_HOME": str(own_trained.settings.home),
+        "CLASSIFI_BACKBONE": "efficientnet_lite0",
+    }
 
     table = runner.invoke(cli, ["train", "--epochs", "3"], env=env, catch_exceptions=False)
     assert table.exit_code == 0, table.output
     assert "Confusion matrix" in table.output
-    assert f"mlflow ui --backend-store-uri {trained.settings.mlflow_tracking_uri}" in table.output
+    assert (
+        f"mlflow ui --backend-store-uri {own_trained.settings.mlflow_tracking_uri}" in table.output
+    )
 
     as_json = runner.invoke(cli, ["train", "--json"], env=env, catch_exceptions=False)
     assert as_json.exit_code == 0, as_json.output
@@ -134,5 +147,5 @@ def test_train_command_prints_the_summary_and_json(trained: TrainedSystem) -> No
     assert payload["metrics"]["accuracy"] >= 0.93
     assert payload["became_champion"] is False
     assert payload["mlflow_ui"].startswith("mlflow ui --backend-store-uri sqlite:///")
-    run = MlflowClient(trained.settings.mlflow_tracking_uri).get_run(payload["mlflow_run_id"])
+    run = MlflowClient(own_trained.settings.mlflow_tracking_uri).get_run(payload["mlflow_run_id"])
     assert run.data.params["epochs"] == "10"
