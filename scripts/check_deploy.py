@@ -97,11 +97,25 @@ def compose_schema_problems(compose: dict[str, Any]) -> Problems:
 
 
 def compose_rule_problems(compose: dict[str, Any]) -> Problems:
-    problems: Problems = []
     services: dict[str, dict[str, Any]] = compose.get("services", {})
+    one_shots = {
+        dependency
+        for service in services.values()
+        if isinstance(service.get("depends_on"), dict)
+        for dependency, spec in service["depends_on"].items()
+        if spec.get("condition") == ONE_SHOT_CONDITION
+    }
+    problems = interpolation_problems(compose)
+    for name, service in services.items():
+        problems += service_problems(name, service, services, one_shots)
+    return problems + scaling_problems(services)
 
+
+def interpolation_problems(compose: dict[str, Any]) -> Problems:
+    """Every variable required and declared in .env.example; no password written in a URL."""
+    problems: Problems = []
     used: set[str] = set()
-    for text in set(strings(compose)):
+    for text in sorted(set(strings(compose))):
         for match in INTERPOLATION.finditer(text.replace("$$", "")):
             name = match["braced"] or match["bare"]
             used.add(name)
@@ -113,56 +127,58 @@ def compose_rule_problems(compose: dict[str, Any]) -> Problems:
         if URL_PASSWORD.search(text):
             problems.append(f"a password is written in the URL {text!r}: interpolate it from .env")
     declared = env_example_names()
-    problems += [f"{name} is used but not listed in .env.example" for name in used - declared]
-    problems += [f"{name} is in .env.example but unused" for name in declared - used]
+    problems += [
+        f"{name} is used but not listed in .env.example" for name in sorted(used - declared)
+    ]
+    problems += [f"{name} is in .env.example but unused" for name in sorted(declared - used)]
+    return problems
 
-    one_shots = {
-        dependency
-        for service in services.values()
-        if isinstance(service.get("depends_on"), dict)
-        for dependency, spec in service["depends_on"].items()
-        if spec.get("condition") == ONE_SHOT_CONDITION
-    }
-    for name, service in services.items():
-        environment = service.get("environment", {})
-        if isinstance(environment, list):
-            problems.append(f"{name}: write environment as a mapping, not a list")
-            environment = {}
-        for key, value in environment.items():
-            if SECRET_NAME.search(key) and "${" not in str(value):
-                problems.append(f"{name}: {key} is written in the file; interpolate it from .env")
 
-        healthcheck = service.get("healthcheck") or {}
-        if name in one_shots:
-            if service.get("restart", "no") != "no":
-                problems.append(
-                    f"{name} is awaited as a one-shot but restarts ({service['restart']})"
-                )
-        elif not healthcheck.get("test") or healthcheck.get("disable"):
-            problems.append(f"{name} has no healthcheck")
+def service_problems(
+    name: str, service: dict[str, Any], services: dict[str, Any], one_shots: set[str]
+) -> Problems:
+    """No secret written, a healthcheck (one-shots excepted), loopback ports, waits with conditions."""
+    problems: Problems = []
+    environment = service.get("environment", {})
+    if isinstance(environment, list):
+        problems.append(f"{name}: write environment as a mapping, not a list")
+        environment = {}
+    for key, value in environment.items():
+        if SECRET_NAME.search(key) and "${" not in str(value):
+            problems.append(f"{name}: {key} is written in the file; interpolate it from .env")
 
-        for port in service.get("ports", []):
-            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
-            if host_ip != "127.0.0.1" or (not isinstance(port, dict) and str(port).count(":") < 2):
-                problems.append(f"{name} publishes {port!r} beyond 127.0.0.1")
+    healthcheck = service.get("healthcheck") or {}
+    if name in one_shots:
+        if service.get("restart", "no") != "no":
+            problems.append(f"{name} is awaited as a one-shot but restarts ({service['restart']})")
+    elif not healthcheck.get("test") or healthcheck.get("disable"):
+        problems.append(f"{name} has no healthcheck")
 
-        depends_on = service.get("depends_on", {})
-        if isinstance(depends_on, list):
+    for port in service.get("ports", []):
+        host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+        if host_ip != "127.0.0.1" or (not isinstance(port, dict) and str(port).count(":") < 2):
+            problems.append(f"{name} publishes {port!r} beyond 127.0.0.1")
+
+    depends_on = service.get("depends_on", {})
+    if isinstance(depends_on, list):
+        problems.append(f"{name}: depends_on needs conditions, not a list (it waits for nothing)")
+        depends_on = {}
+    for dependency, spec in depends_on.items():
+        condition = spec.get("condition")
+        target = services.get(dependency, {})
+        if condition == "service_healthy" and not (target.get("healthcheck") or {}).get("test"):
+            problems.append(f"{name} waits for {dependency} healthy, which has no healthcheck")
+        elif condition not in ("service_healthy", ONE_SHOT_CONDITION):
             problems.append(
-                f"{name}: depends_on needs conditions, not a list (it waits for nothing)"
+                f"{name} waits for {dependency} with {condition!r}: use service_healthy "
+                f"(or {ONE_SHOT_CONDITION} for a one-shot)"
             )
-            depends_on = {}
-        for dependency, spec in depends_on.items():
-            condition = spec.get("condition")
-            target = services.get(dependency, {})
-            if condition == "service_healthy" and not (target.get("healthcheck") or {}).get("test"):
-                problems.append(f"{name} waits for {dependency} healthy, which has no healthcheck")
-            elif condition not in ("service_healthy", ONE_SHOT_CONDITION):
-                problems.append(
-                    f"{name} waits for {dependency} with {condition!r}: use service_healthy "
-                    f"(or {ONE_SHOT_CONDITION} for a one-shot)"
-                )
+    return problems
 
+
+def scaling_problems(services: dict[str, Any]) -> Problems:
+    """The edge server and the worker scale, wait for every store and share their URLs."""
+    problems: Problems = []
     for name in SCALED_SERVICES:
         service = services.get(name)
         if service is None:
@@ -175,9 +191,9 @@ def compose_rule_problems(compose: dict[str, Any]) -> Problems:
             problems.append(f"{name} does not wait for {', '.join(missing)}")
     urls = [
         {
-            k: v
-            for k, v in services.get(name, {}).get("environment", {}).items()
-            if k.endswith(("_URL", "_URI"))
+            key: value
+            for key, value in services.get(name, {}).get("environment", {}).items()
+            if key.endswith(("_URL", "_URI"))
         }
         for name in SCALED_SERVICES
     ]
