@@ -73,12 +73,12 @@ def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[str, str, Replica, Replica]]:
+def stack(
+    tmp_path: Path, full_check: subprocess.CompletedProcess[str]
+) -> Iterator[tuple[str, str, Replica, Replica]]:
+    # The full check installed haproxy (as root) and validated this configuration.
     haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        pytest.skip(
-            "haproxy is missing: scripts/check_deploy.sh installs it (apt-get install haproxy)"
-        )
+    assert haproxy is not None, full_check.stdout + full_check.stderr
     replicas = [Replica(f"edge{n}", tmp_path / f"edge{n}.ready") for n in (1, 2)]
     api, monitor = free_port(), free_port()
     servers = "\n    ".join(f"server {r.name} 127.0.0.1:{r.port}" for r in replicas)

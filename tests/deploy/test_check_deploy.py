@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import os
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,25 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.conftest import check_deploy
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (REPO / "docker-compose.yaml").read_text()
-
-
-def check_deploy(*args: str) -> subprocess.CompletedProcess[str]:
-    # The virtualenv running the tests is the one the script installs its tools into.
-    return subprocess.run(
-        ["bash", str(REPO / "scripts" / "check_deploy.sh"), *args],
-        env={**os.environ, "VENV": sys.prefix},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-@pytest.fixture(scope="module")
-def full_check() -> subprocess.CompletedProcess[str]:
-    """One full run, which also installs the tools the other tests use."""
-    return check_deploy()
 
 
 @pytest.fixture(scope="module")
