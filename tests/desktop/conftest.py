@@ -13,9 +13,11 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from core.app import App
 from core.config import Settings, load_settings
+from core.wire import Submission
 from desktop.app import create_application, preferences
-from desktop.backends import Backend
+from desktop.backends import Backend, Queued
 from desktop.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
@@ -40,6 +42,11 @@ def drop(widget: QWidget, paths: list[Path]) -> None:
     dropped = QDropEvent(centre, *args)
     QApplication.sendEvent(widget, dropped)
     assert dropped.isAccepted(), "the window refused the drop"
+
+
+def submit(backend: Backend, photo: Path, label: str) -> Submission | Queued:
+    """Submit a photo file as the main window does."""
+    return backend.submit(photo.read_bytes(), label, source=str(photo))
 
 
 @pytest.fixture(scope="session")
@@ -98,11 +105,6 @@ def trained_home(
     """A home whose champion is trained once per session with the real offline backbone on
     the first photos of each label (linked, not copied). Tests copy it, so that each one
     starts from the same state without training (or embedding) again."""
-    from core.ingest import ingest, read_source
-    from core.model.training import train_model
-    from core.registry import Registry
-    from core.store import open_store
-
     root = tmp_path_factory.mktemp("trained")
     source = root / "source"
     for label, photos in dataset_photos.items():
@@ -112,13 +114,9 @@ def trained_home(
     settings = load_settings(
         {}, overrides={"home": root / "home", "backbone": "efficientnet_lite0"}
     )
-    registry = Registry(settings.registry_url)
-    store = open_store(settings)
-    report = ingest(read_source(str(source), settings), settings, registry, store)
-    assert not report.skipped
-    result = train_model(settings, registry, store)
-    assert result.became_champion
-    registry.dispose()
+    with App(settings, actor="tests") as app:
+        assert not app.ingest(app.list_source(str(source))).skipped
+        assert app.train().became_champion
     return settings.home
 
 

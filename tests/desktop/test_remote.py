@@ -20,16 +20,17 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from core.app import App
 from core.config import load_settings
 from core.errors import AuthError
-from core.model.training import train_model
-from core.registry import ModelState, Registry
-from core.store import open_store
-from desktop.admin_window import AuditLogView, PasswordDialog, open_admin_window
+from core.wire import ModelState
+from desktop.admin_window import open_admin_window
+from desktop.audit_view import AuditLogView
 from desktop.backends import QUEUED, RemoteBackend
 from desktop.models_view import open_models_window
 from desktop.results import RowState
-from tests.desktop.conftest import drop
+from desktop.sign_in import PasswordDialog
+from tests.desktop.conftest import drop, submit
 from tests.edge.conftest import LiveServer, copy_home, start_server
 from tests.services import free_port, stop_process
 
@@ -40,9 +41,8 @@ def prepare_server_home(trained_home: Path, destination: Path) -> Path:
     """A copy of the trained home with a second version (a candidate) trained from the cache."""
     home = copy_home(trained_home, destination)
     settings = load_settings({}, overrides={"home": home, "backbone": "efficientnet_lite0"})
-    registry = Registry(settings.registry_url)
-    assert not train_model(settings, registry, open_store(settings)).became_champion
-    registry.dispose()
+    with App(settings, actor="tests") as app:
+        assert not app.train().became_champion
     return home
 
 
@@ -118,11 +118,11 @@ def test_submit_then_review_with_the_keyboard_remotely(
     backend = RemoteBackend(settings, server.url)
     window = open_window(settings, backend)
     photos = unseen_photos["dandelion"][20:22] + unseen_photos["grass"][20:22]
-    submitted = [backend.submit(photo, photo.parent.name) for photo in photos]
+    submitted = [submit(backend, photo, photo.parent.name) for photo in photos]
     assert all(answer.stored and answer.prediction for answer in submitted)
     ids = [answer.photo_id for answer in submitted]
     assert pending_ids(server) >= set(ids)
-    again = backend.submit(photos[0], "dandelion")
+    again = submit(backend, photos[0], "dandelion")
     assert not again.stored and again.duplicate.photo_id == ids[0]
 
     with pytest.raises(AuthError):
@@ -218,7 +218,7 @@ def test_submissions_wait_while_the_server_is_down_and_sync_when_it_is_up(
     backend = RemoteBackend(settings, f"http://127.0.0.1:{port}")
     window = open_window(settings, backend)
     photos = [unseen_photos["grass"][30], unseen_photos["dandelion"][30]]
-    assert [backend.submit(photo, photo.parent.name) for photo in photos] == [QUEUED, QUEUED]
+    assert [submit(backend, photo, photo.parent.name) for photo in photos] == [QUEUED, QUEUED]
     window.refresh_sync()
     assert window.sync_label.text() == "2 waiting to sync"
 
@@ -234,5 +234,5 @@ def test_submissions_wait_while_the_server_is_down_and_sync_when_it_is_up(
         ]
     finally:
         server.stop()
-    assert backend.submit(photos[0], "grass") == QUEUED  # down again: queued, not lost
+    assert submit(backend, photos[0], "grass") == QUEUED  # down again: queued, not lost
     assert backend.waiting_to_sync() == 1
