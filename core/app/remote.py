@@ -236,5 +236,5 @@ def _prediction_or_error(result: dict[str, Any]) -> Prediction | ClassifiError:
     error = result.get("error")
     if error is None:
         return Prediction.from_dict(result)
-    # The batch answer is a 200; a photo's own refusal is a client error.
-    return rebuild_error(str(error["code"]), int(error.get("status", 400)), str(error["message"]))
+    # Inline errors carry no status: a photo's own refusal is a client error (400).
+    return rebuild_error(str(error["code"]), 400, str(error["message"]))
