@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from core.config import Settings
 from core.errors import NoChampion
-from core.imaging import read_photo_file
+from core.imaging import PHOTO_SUFFIXES, read_photo_file
 from core.wire import ModelSummary, Submission
 from desktop.backends import Backend, Queued, describe_submission, open_backend
 from desktop.classify_run import ClassifyRun
@@ -56,6 +56,9 @@ from desktop.tasks import run_task
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 30_000
+PHOTO_FILTER = (
+    f"Photos ({' '.join(f'*{suffix}' for suffix in sorted(PHOTO_SUFFIXES))});;All files (*)"
+)
 
 SORTS = {
     "Order dropped": (None, Qt.SortOrder.AscendingOrder),
@@ -359,7 +362,7 @@ class MainWindow(QMainWindow):
             self,
             "Choose photos",
             self._last_folder(),
-            "Photos (*.jpg *.jpeg *.png *.webp *.gif *.bmp *.tif *.tiff);;All files (*)",
+            PHOTO_FILTER,
         )
         if files:
             self._remember_folder(Path(files[0]).parent)
