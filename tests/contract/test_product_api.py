@@ -123,7 +123,8 @@ class ProductApiContract:
     """Every use case of the ProductApi. Subclasses give the ``adapters`` fixture."""
 
     @pytest.fixture(scope="class")
-    def adapters(self) -> Iterator[Adapters]:
+    @classmethod
+    def adapters(cls) -> Iterator[Adapters]:
         raise NotImplementedError
 
     @pytest.fixture
@@ -289,8 +290,9 @@ class ProductApiContract:
 
 class TestInProcess(ProductApiContract):
     @pytest.fixture(scope="class")
+    @classmethod
     def adapters(
-        self, edge_home: Path, tmp_path_factory: pytest.TempPathFactory
+        cls, edge_home: Path, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[Adapters]:
         since = datetime.now(UTC)
         home = copy_home(edge_home, tmp_path_factory.mktemp("in-process") / "home")
@@ -300,8 +302,9 @@ class TestInProcess(ProductApiContract):
 
 class TestRemote(ProductApiContract):
     @pytest.fixture(scope="class")
+    @classmethod
     def adapters(
-        self, edge_home: Path, tmp_path_factory: pytest.TempPathFactory
+        cls, edge_home: Path, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[Adapters]:
         since = datetime.now(UTC)
         root = tmp_path_factory.mktemp("remote")
