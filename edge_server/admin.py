@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 
 from core import metrics
 from core.errors import BadRequest, ModelError
-from core.wire import RetrainOutcome, ReviewAction, ReviewDecision, TaskState
+from core.wire import RetrainOutcome, ReviewAction, TaskState
 from edge_server.auth import admin_required
 from edge_server.services import ACTOR, current
 
@@ -40,15 +40,13 @@ def _decide(photo_ids: list[int], body: dict[str, Any]) -> list[dict[str, Any]]:
     if label is not None and not isinstance(label, str):
         raise BadRequest("'label' must be a string.")
     decisions = current().app.review(photo_ids, action, label)
-    for decision in decisions:
-        metrics.REVIEWS.labels(_outcome(decision)).inc()
+    for decision in decisions:  # the app accepted the action: approve or reject
+        if action == ReviewAction.REJECT:
+            outcome = "rejected"
+        else:
+            outcome = "corrected" if decision.new_label != decision.old_label else "approved"
+        metrics.REVIEWS.labels(outcome).inc()
     return [decision.to_dict() for decision in decisions]
-
-
-def _outcome(decision: ReviewDecision) -> str:
-    if decision.action != f"review.{ReviewAction.APPROVE}":
-        return "rejected"
-    return "corrected" if decision.new_label != decision.old_label else "approved"
 
 
 @bp.get("/admin/submissions")

@@ -24,7 +24,7 @@ def ready() -> ResponseReturnValue:
     """200 only when the champion is loaded and the registry and the store answer."""
     services = current()
     problems: dict[str, str] = {}
-    # Lambdas, so that opening a store that is down fails inside the check too.
+    # Lambdas: opening a registry or a store that is down fails inside its check too.
     checks: dict[str, Callable[[], object]] = {
         "registry": lambda: services.app.registry.ping(),
         "store": lambda: services.app.store.ping(),

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from core.wire import (
     WIRE_MODELS,
@@ -48,8 +48,10 @@ def ref(schema: type[BaseModel | enum.Enum]) -> dict[str, str]:
 
 def component_schemas() -> dict[str, Any]:
     """The JSON schema of every wire model (as the server writes it) and of the error shape."""
-    models = [(model, "serialization") for model in (*WIRE_MODELS, ErrorAnswer)]
-    _, top = models_json_schema(models, by_alias=True, ref_template=REF_TEMPLATE)  # type: ignore[arg-type]
+    mode: JsonSchemaMode = "serialization"  # as the server writes them: computed fields too
+    described: tuple[type[BaseModel], ...] = (*WIRE_MODELS, ErrorAnswer)
+    models = [(model, mode) for model in described]
+    _, top = models_json_schema(models, by_alias=True, ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = top["$defs"]
     return schemas
 

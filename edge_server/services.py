@@ -71,7 +71,7 @@ class Services:
     def classify_many(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """Several photos in one request: a prediction or the reason for each, in order."""
         results = self.app.classify(photos, wait=False)
-        for result in results:
+        for result in results:  # the photos went through one model: note it once
             if isinstance(result, Prediction):
                 self._note(result.model_version, result.backbone)
                 break

@@ -7,12 +7,15 @@ with the same result. In every process that serves it:
 - shares the Prometheus values of the workers of one gunicorn server through a directory
   named after their master, which ``/metrics`` merges (set before prometheus_client is
   first imported: it picks its value store then);
-- creates the admin token on the first start and prints it, once;
+- creates the admin token on the first start and prints it, once (the workers open the
+  registry one at a time, so that only one runs its migrations);
 - loads the champion before the worker answers, and builds the app.
 
-gunicorn forks ``workers`` processes, each with ``server_threads`` threads (the ``gthread``
-worker, so concurrent requests in one process share backbone passes in the micro-batcher).
-Waitress (one process) serves where gunicorn cannot run.
+``classifi serve`` forks ``workers`` gunicorn processes, each with ``server_threads`` threads
+(the ``gthread`` worker, so concurrent requests in one process share backbone passes in the
+micro-batcher); waitress (one process) serves where gunicorn cannot run. A plain gunicorn
+takes those from its own options (``--workers 2 --worker-class gthread --threads 8``); set
+``CLASSIFI_HOST`` to the interface it binds, since the API-key rule (see ``auth``) reads it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +62,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     from edge_server.services import Services
 
     services = Services.build(settings)
-    announce_admin_token(services.app)  # first: the model load takes a while
+    with _one_worker_at_a_time():  # the first to open the registry migrates its schema
+        announce_admin_token(services.app)  # before the model load, which takes a while
     services.load_model()
     return factory(services=services)
+
+
+@contextmanager
+def _one_worker_at_a_time() -> Iterator[None]:
+    """Hold a lock that the workers of this gunicorn server share (none in one process)."""
+    if not _under_gunicorn():
+        yield
+        return
+    import fcntl  # gunicorn runs where fcntl does
+
+    with (Path(os.environ[MULTIPROC_ENV]) / "start-up.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _metrics_dir(master_pid: int) -> Path:

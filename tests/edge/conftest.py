@@ -192,15 +192,24 @@ def start_server(
     return launch(home, [str(CLASSIFI), "serve", *port_args, *args], port, env)
 
 
-def start_gunicorn(home: Path, *args: str, env: dict[str, str] | None = None) -> LiveServer:
+def start_gunicorn(
+    home: Path, *args: str, env: dict[str, str] | None = None, wait_for: str = "/health/ready"
+) -> LiveServer:
     """A plain ``gunicorn "edge_server.wsgi:create_app()"``, settings from the environment."""
     port = free_port()
     command = [str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--no-control-socket", *args]
-    return launch(home, [*command, "edge_server.wsgi:create_app()"], port, env)
+    return launch(home, [*command, "edge_server.wsgi:create_app()"], port, env, wait_for)
 
 
-def launch(home: Path, command: list[str], port: int, env: dict[str, str] | None) -> LiveServer:
-    """Run ``command`` serving ``home`` on ``port``; ready, with the admin token it printed."""
+def launch(
+    home: Path,
+    command: list[str],
+    port: int,
+    env: dict[str, str] | None,
+    wait_for: str = "/health/ready",
+) -> LiveServer:
+    """Run ``command`` serving ``home`` on ``port`` until ``wait_for`` answers 200; with the
+    admin token it printed."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -229,7 +238,7 @@ def launch(home: Path, command: list[str], port: int, env: dict[str, str] | None
         if process.poll() is not None:
             raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if requests.get(f"{url}/health/ready", timeout=5).status_code == 200:
+            if requests.get(url + wait_for, timeout=5).status_code == 200:
                 break
         except (requests.ConnectionError, requests.Timeout):
             pass

@@ -238,3 +238,24 @@ def test_champion_swap_under_load_fails_no_request(
         answer = requests.post(f"{url}/predict", files={"file": (path.name, path.read_bytes())})
         in_a_row = in_a_row + 1 if answer.json()["model_version"] == 2 else 0
     assert in_a_row == 20
+
+
+def test_two_workers_start_together_on_a_fresh_home(tmp_path: Path) -> None:
+    """They open the new registry one at a time (one runs the migrations, one makes the
+    token): a worker that failed to boot would stop the whole server."""
+    server = start_gunicorn(
+        tmp_path / "home", "--workers", "2", env={"TMPDIR": str(tmp_path)}, wait_for="/health/live"
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while server.log.read_text().count("No model yet") < 2:  # each worker built its app
+            assert server.process.poll() is None, server.log.read_text()
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {server.token}"}
+        assert requests.get(f"{server.url}/models", headers=admin).json() == {"models": []}
+        ready = requests.get(f"{server.url}/health/ready")
+        assert ready.status_code == 503 and ready.json()["checks"]["model"].startswith("No model")
+        assert server.process.poll() is None and "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()
