@@ -3,7 +3,11 @@ a home with a champion trained once per session on the shared photos, and drop h
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +23,8 @@ from core.wire import Submission
 from desktop.app import create_application, preferences
 from desktop.backends import Backend, Queued
 from desktop.main_window import MainWindow
+from desktop.models_view import ModelsWindow
+from tests.services import stop_process
 
 pytestmark = pytest.mark.gui
 
@@ -47,6 +53,39 @@ def drop(widget: QWidget, paths: list[Path]) -> None:
 def submit(backend: Backend, photo: Path, label: str) -> Submission | Queued:
     """Submit a photo file as the main window does."""
     return backend.submit(photo.read_bytes(), label, source=str(photo))
+
+
+@contextlib.contextmanager
+def worker_on(home: Path, log: Path) -> Iterator[None]:
+    """A real ``classifi worker`` on ``home`` while the block runs (its stderr in ``log``)."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("CLASSIFI_")
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "classifi", "worker"],
+        env={
+            **environment,
+            "HF_HUB_OFFLINE": "1",
+            "CLASSIFI_HOME": str(home),
+            "CLASSIFI_BACKBONE": "efficientnet_lite0",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    try:
+        yield
+    finally:
+        stop_process(worker)
+
+
+def retrain_now(qtbot: QtBot, models: ModelsWindow) -> None:
+    """Press "Retrain now" and wait until the models window says the retrain finished."""
+    models.retrain_button.click()
+    qtbot.waitUntil(lambda: models.retrain_task is not None, timeout=30_000)
+    assert models.retrain_progress.isVisibleTo(models)
+    qtbot.waitUntil(lambda: models.retrain_task is None, timeout=300_000)
+    assert models.retrain_button.isEnabled() and not models.retrain_progress.isVisibleTo(models)
+    assert models.statusBar().currentMessage().startswith("Retrain finished")
 
 
 @pytest.fixture(scope="session")

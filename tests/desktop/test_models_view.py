@@ -8,6 +8,7 @@ import pytest
 from core.registry import ModelVersion, Registry
 from core.wire import ModelState
 from desktop.models_view import open_models_window
+from tests.desktop.conftest import retrain_now, worker_on
 
 pytestmark = pytest.mark.gui
 
@@ -39,6 +40,18 @@ def test_promote_and_rollback(open_window, trained_settings, qtbot) -> None:
         1: ModelState.CHAMPION,
         second.version_id: ModelState.ARCHIVED,
     }
+
+
+def test_retrain_now_is_done_by_a_worker(open_window, trained_settings, qtbot, tmp_path) -> None:
+    window = open_window(trained_settings)
+    backend = window.backend
+    backend.choose_admin_password("admin password")
+    backend.sign_in("admin password")
+    models = open_models_window(window)
+    qtbot.waitUntil(lambda: models.table.rowCount() == 1)
+    with worker_on(trained_settings.home, tmp_path / "worker.log"):
+        retrain_now(qtbot, models)
+    qtbot.waitUntil(lambda: models.table.rowCount() == 2, timeout=30_000)
 
 
 def test_plots_render(open_window, trained_settings, qtbot) -> None:

@@ -8,9 +8,6 @@ desktop has a home of its own (only its outbox lives there).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +27,9 @@ from desktop.backends import QUEUED, RemoteBackend
 from desktop.models_view import open_models_window
 from desktop.results import RowState
 from desktop.sign_in import PasswordDialog
-from tests.desktop.conftest import drop, submit
+from tests.desktop.conftest import drop, retrain_now, submit, worker_on
 from tests.edge.conftest import LiveServer, copy_home, start_server
-from tests.services import free_port, stop_process
+from tests.services import free_port
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -187,27 +184,8 @@ def test_promote_rollback_and_retrain_remotely(
     assert {m.version: m.state for m in backend.versions()}[2] == ModelState.ARCHIVED
 
     # "Retrain now" queues the job; a real worker on the server's home carries it out.
-    worker_log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "classifi", "worker"],
-        env={
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "CLASSIFI_HOME": str(server.home),
-            "CLASSIFI_BACKBONE": "efficientnet_lite0",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=worker_log.open("wb"),
-    )
-    try:
-        models.retrain_button.click()
-        qtbot.waitUntil(lambda: models.retrain_task is not None, timeout=30_000)
-        assert models.retrain_progress.isVisibleTo(models)
-        qtbot.waitUntil(lambda: models.retrain_task is None, timeout=300_000)
-    finally:
-        stop_process(worker)
-    assert models.retrain_button.isEnabled() and not models.retrain_progress.isVisibleTo(models)
-    assert models.statusBar().currentMessage().startswith("Retrain finished")
+    with worker_on(server.home, tmp_path / "worker.log"):
+        retrain_now(qtbot, models)
     qtbot.waitUntil(lambda: models.table.rowCount() == 3, timeout=30_000)
 
 
