@@ -10,7 +10,7 @@ classifies dropped photos.
    photos on the warm window.
 
 Without ``--home`` a temporary data folder is made and a champion trained in it (ingest of
-the first photos of each label, then ``train_model`` with the offline efficientnet_lite0).
+the first photos of each label, then a training run with the offline efficientnet_lite0).
 
     .venv/bin/python bench/desktop_responsiveness.py [--home DIR] [--count 100] [--rounds 2]
 """
@@ -49,11 +49,8 @@ def dataset_photos(dataset: Path) -> dict[str, list[Path]]:
 
 def train_home(home: Path, photos: dict[str, list[Path]], per_label: int) -> None:
     """Ingest the first ``per_label`` photos of each label into ``home`` and train a champion."""
+    from core.app import App
     from core.config import load_settings
-    from core.ingest import ingest, read_source
-    from core.model.training import train_model
-    from core.registry import Registry
-    from core.store import open_store
 
     source = home.parent / "source"
     for label, paths in photos.items():
@@ -61,11 +58,9 @@ def train_home(home: Path, photos: dict[str, list[Path]], per_label: int) -> Non
         for path in paths[:per_label]:
             (source / label / path.name).symlink_to(path)
     settings = load_settings({}, overrides={"home": home, "backbone": "efficientnet_lite0"})
-    registry = Registry(settings.registry_url)
-    store = open_store(settings)
-    ingest(read_source(str(source), settings), settings, registry, store)
-    result = train_model(settings, registry, store)
-    registry.dispose()
+    with App(settings, actor="bench") as app:
+        app.ingest(app.list_source(str(source)))
+        result = app.train()
     if not result.became_champion:
         raise SystemExit(f"Training in {home} did not produce a champion.")
 

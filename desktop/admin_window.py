@@ -2,300 +2,39 @@
 
 Digits set the label of the selected photos, A approves them (with that label), R rejects
 them, the arrows move, Ctrl+A and Shift-click select for bulk decisions, Ctrl+Z undoes the
-last decision. Every decision is a call of the core review service (or the edge server's
-admin routes), which writes it to the audit log.
+last decision. Every decision is a call of the backend's review use case, which writes it to the
+audit log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
-    QRect,
-    QSize,
-    QSortFilterProxyModel,
-    Qt,
-)
-from PySide6.QtGui import (
-    QColor,
-    QImage,
-    QKeyEvent,
-    QKeySequence,
-    QPainter,
-    QPalette,
-    QPixmap,
-    QShortcut,
-)
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QKeyEvent, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QListView,
     QMainWindow,
     QMessageBox,
     QPushButton,
     QSplitter,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from core.errors import AuthError, ClassifiError
-from core.loop.review import PendingPhoto, ReviewDecision
+from core.errors import AuthError
+from core.imaging import check_photo
+from core.wire import PendingPhoto, ReviewAction, ReviewDecision
+from desktop.audit_view import AuditLogView
 from desktop.backends import Backend
 from desktop.classify_run import thumbnail_of
-from desktop.results import refilter
-from desktop.tasks import run_task, wait_for
-
-AnyIndex = QModelIndex | QPersistentModelIndex
-ITEM_ROLE = Qt.ItemDataRole.UserRole + 1
-TILE = QSize(150, 170)
-
-
-class PendingModel(QAbstractTableModel):
-    """The pending submissions, most useful first (the order the review service gives)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: list[PendingPhoto] = []
-        self.thumbnails: dict[int, QPixmap] = {}
-        self.chosen: dict[int, str] = {}  # labels set with the digit keys, not yet decided
-
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.items)
-
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else 1
-
-    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        item = self.items[index.row()]
-        if role == ITEM_ROLE:
-            return item
-        if role == Qt.ItemDataRole.DisplayRole:
-            return f"#{item.id} {self.label_for(item)}"
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self.thumbnails.get(item.id)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return describe(item)
-        return None
-
-    def label_for(self, item: PendingPhoto) -> str:
-        return self.chosen.get(item.id, item.proposed_label)
-
-    def set_items(self, items: list[PendingPhoto]) -> None:
-        self.beginResetModel()
-        self.items = items
-        known = {item.id for item in items}
-        self.chosen = {key: value for key, value in self.chosen.items() if key in known}
-        self.endResetModel()
-
-    def set_thumbnail(self, photo_id: int, image: QImage) -> None:
-        self.thumbnails[photo_id] = QPixmap.fromImage(image)
-        for position, item in enumerate(self.items):
-            if item.id == photo_id:
-                self.dataChanged.emit(self.index(position, 0), self.index(position, 0))
-
-    def choose(self, ids: list[int], label: str) -> None:
-        for photo_id in ids:
-            self.chosen[photo_id] = label
-        self.dataChanged.emit(self.index(0, 0), self.index(len(self.items) - 1, 0))
-
-    def remove(self, ids: set[int]) -> None:
-        for position in reversed(range(len(self.items))):
-            if self.items[position].id in ids:
-                self.beginRemoveRows(QModelIndex(), position, position)
-                del self.items[position]
-                self.endRemoveRows()
-
-    def insert(self, items: list[PendingPhoto]) -> None:
-        """Put undone items back at the top, where the reviewer was looking."""
-        self.beginInsertRows(QModelIndex(), 0, len(items) - 1)
-        self.items[0:0] = items
-        self.endInsertRows()
-
-
-class PendingFilter(QSortFilterProxyModel):
-    """All pending photos, or only those whose proposed label disagrees with the model."""
-
-    def __init__(self, source: PendingModel) -> None:
-        super().__init__()
-        self.setSourceModel(source)
-        self.disagreeing_only = False
-
-    def set_disagreeing_only(self, value: bool) -> None:
-        refilter(self, lambda: setattr(self, "disagreeing_only", value))
-
-    def filterAcceptsRow(self, source_row: int, source_parent: AnyIndex) -> bool:
-        if not self.disagreeing_only:
-            return True
-        model = self.sourceModel()
-        assert isinstance(model, PendingModel)
-        item = model.items[source_row]
-        return item.prediction is not None and item.prediction != item.proposed_label
-
-
-def describe(item: PendingPhoto) -> str:
-    lines = [f"Submission #{item.id}", f"Proposed label: {item.proposed_label}"]
-    if item.prediction is not None and item.confidence is not None:
-        lines.append(f"Model said: {item.prediction} at {item.confidence:.0%}")
-    else:
-        lines.append("Model said: nothing (no model when it was submitted)")
-    if item.near_duplicate_of is not None:
-        lines.append(
-            f"Looks like photo #{item.near_duplicate_of} "
-            f"(distance {item.near_duplicate_distance or 0:.3f})"
-        )
-    if item.submitted_by:
-        lines.append(f"Submitted by: {item.submitted_by}")
-    return "\n".join(lines)
-
-
-class PendingTile(QStyledItemDelegate):
-    def __init__(self, model: PendingModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:
-        return TILE
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
-        item: PendingPhoto = index.data(ITEM_ROLE)
-        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
-        painter.save()
-        rect = option.rect.adjusted(3, 3, -3, -3)
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        palette = option.palette
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(
-            palette.color(QPalette.ColorRole.Highlight)
-            if selected
-            else palette.color(QPalette.ColorRole.AlternateBase)
-        )
-        painter.drawRoundedRect(rect, 6, 6)
-        area = QRect(rect.left() + 6, rect.top() + 6, rect.width() - 12, rect.height() - 48)
-        if isinstance(pixmap, QPixmap):
-            scaled = pixmap.scaled(
-                area.size(),
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-            painter.drawPixmap(
-                area.left() + (area.width() - scaled.width()) // 2,
-                area.top() + (area.height() - scaled.height()) // 2,
-                scaled,
-            )
-        label = self.model.label_for(item)
-        disagree = item.prediction is not None and item.prediction != label
-        painter.setPen(
-            palette.color(
-                QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
-            )
-        )
-        line = QRect(rect.left() + 4, area.bottom() + 4, rect.width() - 8, 18)
-        changed = " (set)" if item.id in self.model.chosen else ""
-        painter.drawText(line, Qt.AlignmentFlag.AlignCenter, f"{label}{changed}")
-        line.translate(0, 18)
-        if item.prediction is not None and item.confidence is not None:
-            if disagree:
-                painter.setPen(QColor(239, 108, 0))
-            painter.drawText(
-                line,
-                Qt.AlignmentFlag.AlignCenter,
-                f"model: {item.prediction} {item.confidence:.0%}"
-                + (" ⚠" if item.near_duplicate_of else ""),
-            )
-        painter.restore()
-
-
-class PasswordDialog(QDialog):
-    """Asks for the admin secret: the local password (chosen at first use) or the token."""
-
-    def __init__(self, title: str, prompt: str, *, confirm: bool, parent: QWidget | None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        self.secret = QLineEdit()
-        self.secret.setEchoMode(QLineEdit.EchoMode.Password)
-        self.again = QLineEdit()
-        self.again.setEchoMode(QLineEdit.EchoMode.Password)
-        self.error = QLabel()
-        self.error.setStyleSheet("color: #d32f2f;")
-        form = QFormLayout(self)
-        intro = QLabel(prompt)
-        intro.setWordWrap(True)
-        form.addRow(intro)
-        form.addRow("Password" if confirm else "Secret", self.secret)
-        if confirm:
-            form.addRow("Again", self.again)
-        self.confirm = confirm
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(self.error)
-        form.addRow(buttons)
-
-    def accept(self) -> None:
-        if self.confirm and self.secret.text() != self.again.text():
-            self.error.setText("The two entries differ.")
-            return
-        super().accept()
-
-
-def sign_in(backend: Backend, parent: QWidget) -> bool:
-    """Make sure the backend holds admin credentials, asking for them if needed."""
-    if backend.admin_signed_in:
-        return True
-    first_use = backend.needs_admin_password_choice()
-    if first_use:
-        dialog = PasswordDialog(
-            "Choose the admin password",
-            "Reviewing submissions and changing models needs an admin password. Choose one "
-            "now (at least 8 characters); it is stored only as a salted hash.",
-            confirm=True,
-            parent=parent,
-        )
-    elif backend.mode == "local":
-        dialog = PasswordDialog(
-            "Admin sign-in", "Enter the admin password.", confirm=False, parent=parent
-        )
-    else:
-        dialog = PasswordDialog(
-            "Admin sign-in",
-            "Enter the edge server's admin token (shown once when the server first started; "
-            "`classifi admin-token reset` makes a new one).",
-            confirm=False,
-            parent=parent,
-        )
-    while dialog.exec():
-        secret = dialog.secret.text()
-
-        def check(secret: str = secret) -> None:
-            if first_use:
-                backend.choose_admin_password(secret)
-            backend.sign_in(secret)
-
-        error = wait_for(check)  # a server round trip, or scrypt: off the GUI thread
-        if error is None:
-            return True
-        if not isinstance(error, ClassifiError):
-            raise error
-        dialog.error.setText(str(error))  # a wrong secret, or a server that does not answer
-    return False
+from desktop.pending_model import ITEM_ROLE, PendingFilter, PendingModel, PendingTile, describe
+from desktop.sign_in import sign_in
+from desktop.tasks import run_task
 
 
 class AdminWindow(QMainWindow):
@@ -378,7 +117,7 @@ class AdminWindow(QMainWindow):
         splitter.setStretchFactor(0, 1)
         self.setCentralWidget(splitter)
 
-        QShortcut(QKeySequence.StandardKey.Undo, self, activated=self.undo)
+        QShortcut(QKeySequence.StandardKey.Undo, self, self.undo)
         self.grid.installEventFilter(self)
         self.statusBar()
         self.reload()
@@ -429,11 +168,9 @@ class AdminWindow(QMainWindow):
         backend = self.backend
 
         def load() -> list[tuple[int, QImage]]:
-            from core.imaging import check_photo
-
             out = []
             for photo_id in ids:
-                data = backend.submission_image(photo_id)
+                data, _ = backend.photo_image(photo_id)
                 out.append((photo_id, thumbnail_of(check_photo(data, backend.settings).image, 360)))
             return out
 
@@ -485,7 +222,7 @@ class AdminWindow(QMainWindow):
 
     def approve_selected(self) -> None:
         items = self.selected_items()
-        by_label: dict[str, list[int]] = {}
+        by_label: dict[str | None, list[int]] = {}
         for item in items:
             by_label.setdefault(self.model.label_for(item), []).append(item.id)
         self._decide(
@@ -493,16 +230,16 @@ class AdminWindow(QMainWindow):
             lambda: [
                 decision
                 for label, ids in by_label.items()
-                for decision in self.backend.review(ids, "approve", label)
+                for decision in self.backend.review(ids, ReviewAction.APPROVE, label)
             ],
         )
 
     def reject_selected(self) -> None:
         items = self.selected_items()
         ids = [item.id for item in items]
-        self._decide(items, lambda: self.backend.review(ids, "reject", None))
+        self._decide(items, lambda: self.backend.review(ids, ReviewAction.REJECT))
 
-    def _decide(self, items: list[PendingPhoto], call: Any) -> None:
+    def _decide(self, items: list[PendingPhoto], call: Callable[[], list[ReviewDecision]]) -> None:
         if not items or self.busy:
             return
         self.busy = True
@@ -537,7 +274,7 @@ class AdminWindow(QMainWindow):
         items = self.decisions.pop()
         self.undo_button.setEnabled(bool(self.decisions))
         run_task(
-            lambda: self.backend.undo_review(len(items)),
+            lambda: self.backend.undo(len(items)),
             lambda _: self._on_undone(items),
             self._on_error,
         )
@@ -560,40 +297,6 @@ class AdminWindow(QMainWindow):
     def show_audit_log(self) -> None:
         self.audit = AuditLogView(self.backend, self)
         self.audit.show()
-
-
-class AuditLogView(QDialog):
-    """The newest decisions first: when, who, what, which photo, old and new label."""
-
-    COLUMNS = ("When", "Who", "Action", "Photo", "Old label", "New label")
-
-    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Audit log")
-        self.resize(760, 420)
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.table)
-        run_task(
-            backend.audit_log, self._fill, lambda error: self.setWindowTitle(f"Audit log: {error}")
-        )
-
-    def _fill(self, entries: list[dict[str, Any]]) -> None:
-        self.table.setRowCount(len(entries))
-        for row, entry in enumerate(entries):
-            values = (
-                entry.get("at", ""),
-                entry.get("actor", ""),
-                entry.get("action", ""),
-                entry.get("photo_id") or entry.get("model_version_id") or "",
-                entry.get("old_label") or "",
-                entry.get("new_label") or "",
-            )
-            for column, value in enumerate(values):
-                self.table.setItem(row, column, QTableWidgetItem(str(value)))
 
 
 def open_admin_window(main: Any) -> AdminWindow | None:

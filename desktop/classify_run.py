@@ -3,7 +3,7 @@ thread, publishing each finished batch, until done or cancelled."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -12,30 +12,14 @@ from PySide6.QtGui import QImage
 
 from core.config import Settings
 from core.errors import ClassifiError, InvalidImage
-from core.imaging import CheckedPhoto, check_photo
+from core.imaging import check_photo, find_photos, read_photo_file
+from core.wire import Prediction
 from desktop.results import THUMBNAIL_SIZE, PhotoRow, RowState
 from desktop.tasks import CancelToken, run_task
 
 BATCH_SIZE = 16
-# Folders are searched for these; dropped files are tried whatever their name.
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-
-
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given, folders searched recursively for photo files, in a stable order."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(
-                sorted(
-                    child
-                    for child in path.rglob("*")
-                    if child.is_file() and child.suffix.lower() in PHOTO_SUFFIXES
-                )
-            )
-        elif path.is_file():
-            found.append(path)
-    return list(dict.fromkeys(found))
+#: The backend's classify: a prediction, or the reason, for each photo's bytes.
+Classify = Callable[[Sequence[bytes]], list[Prediction | ClassifiError]]
 
 
 def thumbnail_of(image: Image.Image, size: int = THUMBNAIL_SIZE) -> QImage:
@@ -48,39 +32,43 @@ def thumbnail_of(image: Image.Image, size: int = THUMBNAIL_SIZE) -> QImage:
     ).copy()  # copy: the QImage must own its pixels once `data` goes away
 
 
-def read_photo(path: Path, settings: Settings) -> CheckedPhoto:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidImage(
-            f"Cannot read {path.name}: {exc.strerror or exc}", code="unreadable"
-        ) from None
-    return check_photo(data, settings)
-
-
-def classify_batch(
-    paths: list[Path],
-    settings: Settings,
-    classify: Callable[[list[CheckedPhoto]], list[PhotoRow]],
-) -> list[PhotoRow]:
-    """Check and decode each photo, classify the good ones together, keep each error on its
-    own row. Runs on a pool thread."""
+def classify_batch(paths: list[Path], settings: Settings, classify: Classify) -> list[PhotoRow]:
+    """Read each photo, classify the readable ones together, keep each error on its own row.
+    Runs on a pool thread."""
     rows: dict[Path, PhotoRow] = {}
-    good: list[tuple[Path, CheckedPhoto]] = []
+    readable: list[tuple[Path, bytes]] = []
     for path in paths:
         try:
-            photo = read_photo(path, settings)
+            readable.append((path, read_photo_file(path)))
         except InvalidImage as exc:
             rows[path] = PhotoRow(path, state=RowState.ERROR, error=str(exc))
-        else:
-            good.append((path, photo))
-    if good:
-        for (path, photo), result in zip(good, classify([photo for _, photo in good]), strict=True):
-            result.path = path
-            if result.thumbnail is None:
-                result.thumbnail = thumbnail_of(photo.image)
-            rows[path] = result
+    if readable:
+        answers = classify([data for _, data in readable])
+        for (path, data), answer in zip(readable, answers, strict=True):
+            rows[path] = photo_row(path, data, answer, settings)
     return [rows[path] for path in paths]
+
+
+def photo_row(
+    path: Path, data: bytes, answer: Prediction | ClassifiError, settings: Settings
+) -> PhotoRow:
+    """The row of a classified photo, with a thumbnail decoded here (whichever backend
+    classified it), or of the reason it was refused."""
+    if isinstance(answer, ClassifiError):
+        return PhotoRow(path, state=RowState.ERROR, error=str(answer))
+    try:
+        thumbnail: QImage | None = thumbnail_of(check_photo(data, settings).image)
+    except InvalidImage:  # a server with other limits classified it: the row shows no picture
+        thumbnail = None
+    return PhotoRow(
+        path,
+        state=RowState.DONE,
+        label=answer.label,
+        confidence=answer.confidence,
+        probabilities=dict(answer.probabilities),
+        model_version=answer.model_version,
+        thumbnail=thumbnail,
+    )
 
 
 class ClassifyRun(QObject):
@@ -95,7 +83,7 @@ class ClassifyRun(QObject):
     def __init__(
         self,
         settings: Settings,
-        classify: Callable[[list[CheckedPhoto]], list[PhotoRow]],
+        classify: Classify,
         batch_size: int = BATCH_SIZE,
     ) -> None:
         super().__init__()
@@ -110,7 +98,7 @@ class ClassifyRun(QObject):
     def start(self, dropped: list[Path], skip: Callable[[Path], bool] = lambda _: False) -> None:
         self.running = True
         run_task(
-            lambda: [path for path in expand_paths(dropped) if not skip(path)],
+            lambda: [path for path in find_photos(dropped) if not skip(path)],
             self._on_expanded,
             self._fail,
         )

@@ -7,7 +7,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -33,9 +32,10 @@ from PySide6.QtWidgets import (
 )
 
 from core.config import Settings
-from core.errors import ClassifiError, NoChampion
-from core.imaging import CheckedPhoto
-from desktop.backends import Backend, describe_submission, open_backend
+from core.errors import NoChampion
+from core.imaging import PHOTO_SUFFIXES, read_photo_file
+from core.wire import ModelSummary, Submission
+from desktop.backends import Backend, Queued, describe_submission, open_backend
 from desktop.classify_run import ClassifyRun
 from desktop.results import (
     ALL,
@@ -53,12 +53,12 @@ from desktop.results import (
 from desktop.submit_panel import SubmitPanel
 from desktop.tasks import run_task
 
-if TYPE_CHECKING:
-    from core.model.versions import ModelSummary
-
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 30_000
+PHOTO_FILTER = (
+    f"Photos ({' '.join(f'*{suffix}' for suffix in sorted(PHOTO_SUFFIXES))});;All files (*)"
+)
 
 SORTS = {
     "Order dropped": (None, Qt.SortOrder.AscendingOrder),
@@ -129,7 +129,8 @@ class MainWindow(QMainWindow):
         self.count_usage("session")
         QTimer.singleShot(0, self.refresh_champion)
         # Submissions queued while the server was unreachable go out when it answers again.
-        self.sync_timer = QTimer(self, interval=SYNC_INTERVAL_MS, timeout=self.sync_now)
+        self.sync_timer = QTimer(self, interval=SYNC_INTERVAL_MS)
+        self.sync_timer.timeout.connect(self.sync_now)
         self.sync_timer.start()
 
     # Layout --------------------------------------------------------------------------------
@@ -221,7 +222,8 @@ class MainWindow(QMainWindow):
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("mainToolbar")
         toolbar.setMovable(False)
-        self.add_files_action = QAction("Add photos…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.add_files_action = QAction("Add photos…", self)
+        self.add_files_action.setShortcut(QKeySequence.StandardKey.Open)
         self.add_files_action.triggered.connect(self.choose_files)
         self.add_folder_action = QAction("Add folder…", self)
         self.add_folder_action.triggered.connect(self.choose_folder)
@@ -235,7 +237,9 @@ class MainWindow(QMainWindow):
 
         self.view_buttons = QButtonGroup(self)
         for position, name in enumerate(("Grid", "List")):
-            button = QToolButton(text=name, checkable=True)
+            button = QToolButton()
+            button.setText(name)
+            button.setCheckable(True)
             button.setChecked(position == 0)
             self.view_buttons.addButton(button, position)
             toolbar.addWidget(button)
@@ -358,7 +362,7 @@ class MainWindow(QMainWindow):
             self,
             "Choose photos",
             self._last_folder(),
-            "Photos (*.jpg *.jpeg *.png *.webp *.gif *.bmp *.tif *.tiff);;All files (*)",
+            PHOTO_FILTER,
         )
         if files:
             self._remember_folder(Path(files[0]).parent)
@@ -382,7 +386,7 @@ class MainWindow(QMainWindow):
         if self.run is not None and self.run.running:
             self.waiting_drops.extend(paths)
             return
-        run = ClassifyRun(self.settings, self._classify)
+        run = ClassifyRun(self.settings, self.backend.classify)
         run.expanded.connect(self._on_expanded)
         run.batch_done.connect(self._on_batch)
         run.progress.connect(self._on_progress)
@@ -393,26 +397,6 @@ class MainWindow(QMainWindow):
         self.progress_area.show()
         self.cancel_button.setEnabled(True)
         run.start(paths, skip=self.results.has)
-
-    def _classify(self, photos: list[CheckedPhoto]) -> list[PhotoRow]:
-        """On a pool thread: the backend's answers as rows (a photo the backend refused
-        becomes an error row)."""
-        rows = []
-        for answer in self.backend.classify(photos):
-            if isinstance(answer, ClassifiError):
-                rows.append(PhotoRow(Path(), state=RowState.ERROR, error=str(answer)))
-                continue
-            rows.append(
-                PhotoRow(
-                    Path(),
-                    state=RowState.DONE,
-                    label=answer.label,
-                    confidence=answer.confidence,
-                    probabilities=dict(answer.probabilities),
-                    model_version=answer.model_version,
-                )
-            )
-        return rows
 
     def cancel(self) -> None:
         if self.run is not None:
@@ -484,12 +468,12 @@ class MainWindow(QMainWindow):
         row = rows[0]
         self.submit_panel.set_busy(True)
         run_task(
-            lambda: self.backend.submit(row.path, label),
+            lambda: self.backend.submit(read_photo_file(row.path), label, source=str(row.path)),
             lambda answer: self._on_submitted(row.path, answer),
             lambda error: self._on_submit_error(row.path, error),
         )
 
-    def _on_submitted(self, path: Path, answer: object) -> None:
+    def _on_submitted(self, path: Path, answer: Submission | Queued) -> None:
         text = describe_submission(answer)
         self.results.set_submitted(path, text)
         self.submit_panel.set_busy(False)
@@ -601,7 +585,7 @@ class MainWindow(QMainWindow):
         splitter = self.prefs.value("window/splitter")
         if isinstance(splitter, QByteArray):
             self.splitter.restoreState(splitter)
-        view = int(self.prefs.value("window/view", 0))
+        view = int(str(self.prefs.value("window/view", 0)))
         self.view_buttons.button(view).setChecked(True)
         self.views.setCurrentIndex(view)
 

@@ -34,9 +34,9 @@ from PySide6.QtWidgets import (
 
 from core.errors import AuthError
 from core.model.metrics import EpochStats, epoch_history
-from core.model.versions import ModelSummary
-from core.registry import ModelState
+from core.wire import ModelState, ModelSummary, RetrainOutcome
 from desktop.backends import Backend
+from desktop.sign_in import sign_in
 from desktop.tasks import run_task
 
 COLUMNS = ("Version", "State", "Backbone", "Accuracy", "Macro F1", "ROC-AUC", "ECE", "Created")
@@ -225,11 +225,14 @@ class ModelsWindow(QMainWindow):
             part.setChildrenCollapsible(False)
         self.setCentralWidget(splitter)
         # The worker reports no steps, so the bar only shows that the retrain is under way.
-        self.retrain_progress = QProgressBar(maximumWidth=160, textVisible=False)
+        self.retrain_progress = QProgressBar()
+        self.retrain_progress.setMaximumWidth(160)
+        self.retrain_progress.setTextVisible(False)
         self.retrain_progress.setRange(0, 0)
         self.retrain_progress.hide()
         self.statusBar().addPermanentWidget(self.retrain_progress)
-        self.poll = QTimer(self, interval=RETRAIN_POLL_MS, timeout=self._poll_retrain)
+        self.poll = QTimer(self, interval=RETRAIN_POLL_MS)
+        self.poll.timeout.connect(self._poll_retrain)
         self.reload()
 
     def reload(self) -> None:
@@ -304,8 +307,6 @@ class ModelsWindow(QMainWindow):
 
     # Admin actions -------------------------------------------------------------------------
     def _admin(self) -> bool:
-        from desktop.admin_window import sign_in
-
         return sign_in(self.backend, self)
 
     def promote_selected(self) -> None:
@@ -350,11 +351,11 @@ class ModelsWindow(QMainWindow):
                 self._on_retrain_error,
             )
 
-    def _on_retrain_result(self, result: dict[str, Any] | None) -> None:
+    def _on_retrain_result(self, result: RetrainOutcome | None) -> None:
         if result is None:
             return
         self._retrain_over()
-        self.statusBar().showMessage(f"Retrain finished: {result.get('reason', result)}", 15_000)
+        self.statusBar().showMessage(f"Retrain finished: {result.reason}", 15_000)
         self.reload()
 
     def _on_retrain_error(self, error: BaseException) -> None:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.backends import LOCAL, REMOTE
+from desktop.backends import DEFAULT_SERVER_URL, LOCAL, REMOTE
 
 
 class SettingsDialog(QDialog):
@@ -30,7 +30,7 @@ class SettingsDialog(QDialog):
         modes = QButtonGroup(self)
         modes.addButton(self.local)
         modes.addButton(self.remote)
-        self.url = QLineEdit(str(prefs.value("server/url", "http://127.0.0.1:8000")))
+        self.url = QLineEdit(str(prefs.value("server/url", DEFAULT_SERVER_URL)))
         self.url.setPlaceholderText("http://server:8000")
         self.api_key = QLineEdit(str(prefs.value("server/api_key", "")))
         self.api_key.setEchoMode(QLineEdit.EchoMode.Password)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QFormLayout, QLabel, QWidget
 
-from desktop.backends import Backend
+from desktop.backends import LOCAL, Backend
 from desktop.tasks import run_task
 
 EVENTS = {
@@ -25,7 +25,7 @@ class UsageDialog(QDialog):
         self.values = {event: QLabel("…") for event in EVENTS}
         for event, title in EVENTS.items():
             self.form.addRow(title, self.values[event])
-        where = "this computer's registry" if backend.mode == "local" else backend.describe()
+        where = "this computer's registry" if backend.mode == LOCAL else backend.describe()
         self.form.addRow(QLabel(f"Counted in {where}."))
         run_task(backend.usage, self._show, lambda error: self.form.addRow(QLabel(str(error))))
 

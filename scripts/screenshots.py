@@ -130,7 +130,7 @@ def take(settings: Settings, dataset: Path, out: Path) -> list[tuple[Path, int]]
     backend = window.backend
     for photos in unseen:
         for photo in photos[8:11]:
-            backend.submit(photo, photo.parent.name)
+            backend.submit(photo.read_bytes(), photo.parent.name, source=str(photo))
     backend.choose_admin_password(ADMIN_PASSWORD)
     backend.sign_in(ADMIN_PASSWORD)
     admin = open_admin_window(window)

@@ -3,7 +3,11 @@ a home with a champion trained once per session on the shared photos, and drop h
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,10 +17,14 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from core.app import App
 from core.config import Settings, load_settings
+from core.wire import Submission
 from desktop.app import create_application, preferences
-from desktop.backends import Backend
+from desktop.backends import Backend, Queued
 from desktop.main_window import MainWindow
+from desktop.models_view import ModelsWindow
+from tests.services import stop_process
 
 pytestmark = pytest.mark.gui
 
@@ -40,6 +48,44 @@ def drop(widget: QWidget, paths: list[Path]) -> None:
     dropped = QDropEvent(centre, *args)
     QApplication.sendEvent(widget, dropped)
     assert dropped.isAccepted(), "the window refused the drop"
+
+
+def submit(backend: Backend, photo: Path, label: str) -> Submission | Queued:
+    """Submit a photo file as the main window does."""
+    return backend.submit(photo.read_bytes(), label, source=str(photo))
+
+
+@contextlib.contextmanager
+def worker_on(home: Path, log: Path) -> Iterator[None]:
+    """A real ``classifi worker`` on ``home`` while the block runs (its stderr in ``log``)."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("CLASSIFI_")
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "classifi", "worker"],
+        env={
+            **environment,
+            "HF_HUB_OFFLINE": "1",
+            "CLASSIFI_HOME": str(home),
+            "CLASSIFI_BACKBONE": "efficientnet_lite0",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    try:
+        yield
+    finally:
+        stop_process(worker)
+
+
+def retrain_now(qtbot: QtBot, models: ModelsWindow) -> None:
+    """Press "Retrain now" and wait until the models window says the retrain finished."""
+    models.retrain_button.click()
+    qtbot.waitUntil(lambda: models.retrain_task is not None, timeout=30_000)
+    assert models.retrain_progress.isVisibleTo(models)
+    qtbot.waitUntil(lambda: models.retrain_task is None, timeout=300_000)
+    assert models.retrain_button.isEnabled() and not models.retrain_progress.isVisibleTo(models)
+    assert models.statusBar().currentMessage().startswith("Retrain finished")
 
 
 @pytest.fixture(scope="session")
@@ -98,11 +144,6 @@ def trained_home(
     """A home whose champion is trained once per session with the real offline backbone on
     the first photos of each label (linked, not copied). Tests copy it, so that each one
     starts from the same state without training (or embedding) again."""
-    from core.ingest import ingest, read_source
-    from core.model.training import train_model
-    from core.registry import Registry
-    from core.store import open_store
-
     root = tmp_path_factory.mktemp("trained")
     source = root / "source"
     for label, photos in dataset_photos.items():
@@ -112,13 +153,9 @@ def trained_home(
     settings = load_settings(
         {}, overrides={"home": root / "home", "backbone": "efficientnet_lite0"}
     )
-    registry = Registry(settings.registry_url)
-    store = open_store(settings)
-    report = ingest(read_source(str(source), settings), settings, registry, store)
-    assert not report.skipped
-    result = train_model(settings, registry, store)
-    assert result.became_champion
-    registry.dispose()
+    with App(settings, actor="tests") as app:
+        assert not app.ingest(app.list_source(str(source))).skipped
+        assert app.train().became_champion
     return settings.home
 
 

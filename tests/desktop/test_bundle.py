@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from core.app import App
 from core.config import Settings
-from core.imaging import check_photo
-from desktop.backends import LocalBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "dist" / "classifi-desktop" / "classifi-desktop"
@@ -45,9 +44,8 @@ def launch(command: list[str], settings: Settings, photos: list[Path]) -> tuple[
 
 def check_results(settings: Settings, results: list[dict], photos: list[Path]) -> None:
     """Each photo's result is what the champion predicts for it in this process."""
-    backend = LocalBackend(settings)
-    expected = backend.classify([check_photo(photo.read_bytes(), settings) for photo in photos])
-    backend.registry.dispose()
+    with App(settings, actor="tests") as app:
+        expected = app.classify([photo.read_bytes() for photo in photos])
     by_path = {Path(result["path"]): result for result in results}
     for photo, prediction in zip(photos, expected, strict=True):
         result = by_path[photo]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.model.training import train_model
-from core.registry import ModelState, ModelVersion, Registry
+from core.registry import ModelVersion, Registry
+from core.wire import ModelState
 from desktop.models_view import open_models_window
+from tests.desktop.conftest import retrain_now, worker_on
 
 pytestmark = pytest.mark.gui
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.gui
 def test_promote_and_rollback(open_window, trained_settings, qtbot) -> None:
     window = open_window(trained_settings)
     backend = window.backend
-    second = train_model(trained_settings, backend.registry, backend.store)  # cache: no embedding
+    second = backend.api.train()  # from the embedding cache: nothing is embedded again
     assert not second.became_champion
     backend.choose_admin_password("admin password")
     backend.sign_in("admin password")
@@ -39,6 +40,18 @@ def test_promote_and_rollback(open_window, trained_settings, qtbot) -> None:
         1: ModelState.CHAMPION,
         second.version_id: ModelState.ARCHIVED,
     }
+
+
+def test_retrain_now_is_done_by_a_worker(open_window, trained_settings, qtbot, tmp_path) -> None:
+    window = open_window(trained_settings)
+    backend = window.backend
+    backend.choose_admin_password("admin password")
+    backend.sign_in("admin password")
+    models = open_models_window(window)
+    qtbot.waitUntil(lambda: models.table.rowCount() == 1)
+    with worker_on(trained_settings.home, tmp_path / "worker.log"):
+        retrain_now(qtbot, models)
+    qtbot.waitUntil(lambda: models.table.rowCount() == 2, timeout=30_000)
 
 
 def test_plots_render(open_window, trained_settings, qtbot) -> None:
@@ -97,9 +110,9 @@ def test_a_version_without_history_shows_the_empty_state(
     with registry.session() as session:
         old = session.get(ModelVersion, 1)
         old.metrics = {name: value for name, value in old.metrics.items() if name != "epochs"}
-    window = open_window(trained_settings)
-    second = train_model(trained_settings, registry, window.backend.store)
     registry.dispose()
+    window = open_window(trained_settings)
+    second = window.backend.api.train()
 
     models = open_models_window(window)
     qtbot.waitUntil(lambda: models.table.rowCount() == 2)

@@ -8,9 +8,6 @@ desktop has a home of its own (only its outbox lives there).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +17,19 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
+from core.app import App
 from core.config import load_settings
 from core.errors import AuthError
-from core.model.training import train_model
-from core.registry import ModelState, Registry
-from core.store import open_store
-from desktop.admin_window import AuditLogView, PasswordDialog, open_admin_window
+from core.wire import ModelState
+from desktop.admin_window import open_admin_window
+from desktop.audit_view import AuditLogView
 from desktop.backends import QUEUED, RemoteBackend
 from desktop.models_view import open_models_window
 from desktop.results import RowState
-from tests.desktop.conftest import drop
+from desktop.sign_in import PasswordDialog
+from tests.desktop.conftest import drop, retrain_now, submit, worker_on
 from tests.edge.conftest import LiveServer, copy_home, start_server
-from tests.services import free_port, stop_process
+from tests.services import free_port
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -40,9 +38,8 @@ def prepare_server_home(trained_home: Path, destination: Path) -> Path:
     """A copy of the trained home with a second version (a candidate) trained from the cache."""
     home = copy_home(trained_home, destination)
     settings = load_settings({}, overrides={"home": home, "backbone": "efficientnet_lite0"})
-    registry = Registry(settings.registry_url)
-    assert not train_model(settings, registry, open_store(settings)).became_champion
-    registry.dispose()
+    with App(settings, actor="tests") as app:
+        assert not app.train().became_champion
     return home
 
 
@@ -118,11 +115,11 @@ def test_submit_then_review_with_the_keyboard_remotely(
     backend = RemoteBackend(settings, server.url)
     window = open_window(settings, backend)
     photos = unseen_photos["dandelion"][20:22] + unseen_photos["grass"][20:22]
-    submitted = [backend.submit(photo, photo.parent.name) for photo in photos]
+    submitted = [submit(backend, photo, photo.parent.name) for photo in photos]
     assert all(answer.stored and answer.prediction for answer in submitted)
     ids = [answer.photo_id for answer in submitted]
     assert pending_ids(server) >= set(ids)
-    again = backend.submit(photos[0], "dandelion")
+    again = submit(backend, photos[0], "dandelion")
     assert not again.stored and again.duplicate.photo_id == ids[0]
 
     with pytest.raises(AuthError):
@@ -187,27 +184,8 @@ def test_promote_rollback_and_retrain_remotely(
     assert {m.version: m.state for m in backend.versions()}[2] == ModelState.ARCHIVED
 
     # "Retrain now" queues the job; a real worker on the server's home carries it out.
-    worker_log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "classifi", "worker"],
-        env={
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "CLASSIFI_HOME": str(server.home),
-            "CLASSIFI_BACKBONE": "efficientnet_lite0",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=worker_log.open("wb"),
-    )
-    try:
-        models.retrain_button.click()
-        qtbot.waitUntil(lambda: models.retrain_task is not None, timeout=30_000)
-        assert models.retrain_progress.isVisibleTo(models)
-        qtbot.waitUntil(lambda: models.retrain_task is None, timeout=300_000)
-    finally:
-        stop_process(worker)
-    assert models.retrain_button.isEnabled() and not models.retrain_progress.isVisibleTo(models)
-    assert models.statusBar().currentMessage().startswith("Retrain finished")
+    with worker_on(server.home, tmp_path / "worker.log"):
+        retrain_now(qtbot, models)
     qtbot.waitUntil(lambda: models.table.rowCount() == 3, timeout=30_000)
 
 
@@ -218,7 +196,7 @@ def test_submissions_wait_while_the_server_is_down_and_sync_when_it_is_up(
     backend = RemoteBackend(settings, f"http://127.0.0.1:{port}")
     window = open_window(settings, backend)
     photos = [unseen_photos["grass"][30], unseen_photos["dandelion"][30]]
-    assert [backend.submit(photo, photo.parent.name) for photo in photos] == [QUEUED, QUEUED]
+    assert [submit(backend, photo, photo.parent.name) for photo in photos] == [QUEUED, QUEUED]
     window.refresh_sync()
     assert window.sync_label.text() == "2 waiting to sync"
 
@@ -234,5 +212,5 @@ def test_submissions_wait_while_the_server_is_down_and_sync_when_it_is_up(
         ]
     finally:
         server.stop()
-    assert backend.submit(photos[0], "grass") == QUEUED  # down again: queued, not lost
+    assert submit(backend, photos[0], "grass") == QUEUED  # down again: queued, not lost
     assert backend.waiting_to_sync() == 1

@@ -9,8 +9,10 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from desktop.admin_window import PasswordDialog, sign_in
-from desktop.backends import QUEUED, RemoteBackend, ServerUnreachable
+from core.errors import ServerUnreachable
+from desktop.backends import QUEUED, RemoteBackend
+from desktop.sign_in import PasswordDialog, sign_in
+from tests.desktop.conftest import submit
 from tests.services import free_port
 
 pytestmark = pytest.mark.gui
@@ -25,9 +27,9 @@ def test_submissions_queue_while_the_server_is_down(
     assert window.model_label.text() == "Model: unavailable"
 
     photos = [dataset_photos["grass"][0], dataset_photos["dandelion"][0]]
-    assert backend.submit(photos[0], "grass") == QUEUED
-    assert backend.submit(photos[1], "dandelion") == QUEUED
-    assert backend.submit(photos[1], "dandelion") == QUEUED  # the same one is queued once
+    assert submit(backend, photos[0], "grass") == QUEUED
+    assert submit(backend, photos[1], "dandelion") == QUEUED
+    assert submit(backend, photos[1], "dandelion") == QUEUED  # the same one is queued once
     window.refresh_sync()
     assert window.sync_label.text() == "2 waiting to sync"
 

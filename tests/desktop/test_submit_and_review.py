@@ -8,9 +8,10 @@ from PySide6.QtTest import QTest
 
 from core.errors import AuthError
 from core.registry import Photo, PhotoStatus
-from desktop.admin_window import AuditLogView, open_admin_window
+from desktop.admin_window import open_admin_window
+from desktop.audit_view import AuditLogView
 from desktop.backends import LocalBackend
-from tests.desktop.conftest import drop
+from tests.desktop.conftest import drop, submit
 
 pytestmark = pytest.mark.gui
 
@@ -56,7 +57,7 @@ def test_submit_with_label_from_the_main_window(
 
     backend = window.backend
     assert isinstance(backend, LocalBackend)
-    with backend.registry.session() as session:
+    with backend.api.registry.session() as session:
         pending = session.query(Photo).filter(Photo.status == PhotoStatus.PENDING).all()
         assert [(p.proposed_label, p.predicted_label) for p in pending] == [
             ("dandelion", row.label)
@@ -73,7 +74,7 @@ def admin(open_window, trained_settings, qtbot, unseen_photos):
     backend = window.backend
     photos = unseen_photos["dandelion"][10:13] + unseen_photos["grass"][10:12]
     for photo in photos:
-        backend.submit(photo, photo.parent.name)
+        submit(backend, photo, photo.parent.name)
     assert backend.needs_admin_password_choice()
     with pytest.raises(AuthError):
         backend.choose_admin_password("short")
@@ -90,7 +91,7 @@ def admin(open_window, trained_settings, qtbot, unseen_photos):
 
 
 def statuses(backend) -> dict[int, tuple[str, str | None]]:
-    with backend.registry.session() as session:
+    with backend.api.registry.session() as session:
         return {
             photo.id: (str(photo.status), photo.label)
             for photo in session.query(Photo).filter(Photo.submitted_by.is_not(None))
