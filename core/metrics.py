@@ -9,8 +9,6 @@ serve``) sets it; :func:`mark_process_dead` is called when a worker exits.
 
 from __future__ import annotations
 
-import re
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -73,13 +71,6 @@ CLIENT_EVENTS = Counter(
     "Usage events reported by clients (the desktop in remote mode: client='desktop').",
     ["client", "event"],
 )
-
-_EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-
-
-def is_event_name(name: str) -> bool:
-    """Event names are short snake_case words, so a client cannot flood the label space."""
-    return _EVENT_NAME.fullmatch(name) is not None
 
 
 def set_model(version: int, backbone: str, previous: tuple[int, str] | None = None) -> None:

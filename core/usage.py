@@ -6,23 +6,43 @@ remote mode the desktop reports the same events to the edge server instead.
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
-from core.errors import Conflict
+from core.errors import BadRequest, Conflict
 from core.registry import Registry, UsageCounter
+from core.wire import MAX_USAGE_COUNT, Usage, UsageEvent
 
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+def usage_report(report: Any) -> Usage:
+    """A usage report (a dict, or JSON text) checked against the fixed vocabulary, so that no
+    client can add a counter or a metric series; :class:`BadRequest` says what is wrong."""
+    try:
+        if isinstance(report, str | bytes):
+            return Usage.model_validate_json(report, strict=True)
+        return Usage.model_validate(report, strict=True)
+    except ValidationError as exc:
+        wrong = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    events = ", ".join(UsageEvent)
+    if "event" in wrong:
+        raise BadRequest(f"'event' must be one of {events}.", code="invalid_event")
+    if "count" in wrong:
+        raise BadRequest(
+            f"'count' must be a whole number from 1 to {MAX_USAGE_COUNT}.", code="invalid_count"
+        )
+    raise BadRequest(
+        f'Send a JSON object: {{"event": "{UsageEvent.SESSION}", "count": 1}}, with an event '
+        f"among {events}.",
+        code="invalid_json",
+    )
 
 
 def record_usage(registry: Registry, client: str, event: str, count: int = 1) -> None:
     """Add ``count`` to the ``(client, event)`` counter, creating it at first use."""
-    for name in (client, event):
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"Usage names are short snake_case words, got {name!r}.")
-    if count < 1:
-        raise ValueError(f"A usage count is at least 1, got {count}.")
+    report = usage_report({"event": event, "count": count})
+    event, count = str(report.event), report.count
     for attempt in range(2):
         try:
             with registry.session() as session:

@@ -110,8 +110,13 @@ def list_models() -> ResponseReturnValue:
 @admin_required
 def promote(version: int) -> ResponseReturnValue:
     """Answers at once: this process serves the new champion as soon as it has loaded (in
-    the background), the other workers within their refresh interval."""
-    return jsonify(current().app.promote(version).to_dict())
+    the background), the other workers within their refresh interval. An optional JSON
+    body ``{"reason": "..."}`` goes into the champion history."""
+    body = request.get_json(silent=True) if request.content_length else {}
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+        raise BadRequest("'reason' must be a text of at most 500 characters.")
+    return jsonify(current().app.promote(version, reason=reason).to_dict())
 
 
 @bp.post("/admin/models/rollback")

@@ -90,6 +90,7 @@ def _operation(
     parameters: list[dict[str, Any]] | None = None,
     admin: bool = False,
     keyed: bool = False,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     answers = responses | {
         status: _answer(ERROR_REASONS[status], ref(ErrorAnswer)) for status in errors
@@ -100,7 +101,7 @@ def _operation(
         "responses": {str(status): answer for status, answer in sorted(answers.items())},
     }
     if body is not None:
-        operation["requestBody"] = {"required": True, "content": body}
+        operation["requestBody"] = {"required": body_required, "content": body}
     if parameters:
         operation["parameters"] = parameters
     if admin:
@@ -295,8 +296,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _admin(
             "Make a version the champion; it is served as soon as it has loaded.",
             {200: _answer("The new champion", ref(ModelSummary))},
-            errors=(404, 409),
+            errors=(400, 404, 409),
             parameters=[_path_parameter("version", INTEGER)],
+            body={JSON: {"schema": {"type": "object", "properties": {"reason": STRING}}}},
+            body_required=False,
         )
     },
     "/admin/models/rollback": {

@@ -25,7 +25,15 @@ import pytest
 
 from core.app import App, ProductApi
 from core.app.remote import RemoteApp
-from core.errors import AuthError, ClassifiError, Conflict, InvalidImage, NotFound, UnknownLabel
+from core.errors import (
+    AuthError,
+    BadRequest,
+    ClassifiError,
+    Conflict,
+    InvalidImage,
+    NotFound,
+    UnknownLabel,
+)
 from core.wire import ModelState, Prediction, ReviewAction, WireModel
 from edge_server.services import ACTOR
 from tests.contract.conftest import truncated, variant
@@ -286,6 +294,12 @@ class ProductApiContract:
         after = adapters.call(lambda api: api.usage("desktop"))
         assert after["session"] == before.get("session", 0) + 1
         assert after["photos_classified"] == before.get("photos_classified", 0) + 3
+
+    @pytest.mark.parametrize(("event", "count"), [("made_up_event", 1), ("session", 0)])
+    def test_usage_outside_the_vocabulary_is_refused(
+        self, adapters, event: str, count: int
+    ) -> None:
+        adapters.refused(lambda api: api.record_usage("desktop", event, count), BadRequest)
 
 
 class TestInProcess(ProductApiContract):

@@ -250,8 +250,11 @@ def test_models_promote_rollback_and_retrain(
         answer = client.post("/predict", data=upload(photo(dataset_dir, "grass")))
         return int(answer.get_json()["model_version"])
 
-    promoted = client.post("/admin/models/2/promote", headers=admin)
+    promoted = client.post(
+        "/admin/models/2/promote", headers=admin, json={"reason": "better on the lawn photos"}
+    )
     assert promoted.status_code == 200 and promoted.get_json()["state"] == "champion"
+    assert edge.services.app.champion_history()[0].reason == "better on the lawn photos"
     # The answer did not wait for the load: version 1 serves until version 2 is ready.
     predictor.wait_for_swap()
     assert served_version() == 2  # no restart
