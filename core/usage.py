@@ -6,6 +6,7 @@ remote mode the desktop reports the same events to the edge server instead.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,10 +20,10 @@ from core.wire import MAX_USAGE_COUNT, Usage, UsageEvent
 def usage_report(report: Any) -> Usage:
     """A usage report (a dict, or JSON text) checked against the fixed vocabulary, so that no
     client can add a counter or a metric series; :class:`BadRequest` says what is wrong."""
+    # Strict JSON for every caller: no "1" taken for 1, no true for a count.
+    text = report if isinstance(report, str | bytes) else json.dumps(report)
     try:
-        if isinstance(report, str | bytes):
-            return Usage.model_validate_json(report, strict=True)
-        return Usage.model_validate(report, strict=True)
+        return Usage.model_validate_json(text, strict=True)
     except ValidationError as exc:
         wrong = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
     events = ", ".join(UsageEvent)
