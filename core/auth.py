@@ -1,4 +1,5 @@
-"""Secrets kept only as salted hashes in the registry's ``credentials`` table.
+"""Secrets in the registry's ``credentials`` table, kept only as hashes (but for the web
+page's session signing key, which must be read back).
 
 The edge server's admin token is generated on first start, shown once, and never stored in
 clear. Checking a token re-derives the scrypt hash with the stored salt and compares the two
@@ -104,6 +105,27 @@ def reset_admin_token(registry: Registry) -> str:
 
 def verify_admin_token(registry: Registry, token: str | None) -> None:
     verify_secret(registry, ADMIN_TOKEN, token)
+
+
+# The key that signs the edge server's web-page sessions. A signing key must be read back,
+# so unlike the secrets above it is kept as it is. Generated once in the registry, it is the
+# same for every worker of a server and survives restarts.
+SESSION_KEY = "edge_session_key"
+
+
+def ensure_session_key(registry: Registry) -> str:
+    """The session signing key, created on first use (by whichever process comes first)."""
+    with registry.session() as session:
+        row = session.get(Credential, SESSION_KEY)
+        if row is not None:
+            return row.secret_hash
+    key = secrets.token_hex(32)
+    try:
+        with registry.session() as session:
+            session.add(Credential(name=SESSION_KEY, secret_hash=key))
+    except Conflict:  # another worker created it first: that one is the key
+        return ensure_session_key(registry)
+    return key
 
 
 # The desktop's admin password (local mode): chosen at first use, stored only as its hash.

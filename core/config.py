@@ -96,6 +96,9 @@ class Settings(BaseModel):
     batch_max_size: int = Field(default=16, gt=0)
     batch_max_delay_ms: float = Field(default=5.0, ge=0)
     max_batch_files: int = Field(default=32, gt=0)
+    # Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto (secure cookies)
+    # and X-Forwarded-For (rate limits per client). Off, anyone could forge them.
+    trusted_proxy: bool = False
 
     # The desktop marks predictions less confident than this as unsure.
     unsure_below: float = Field(default=0.7, ge=0, le=1)

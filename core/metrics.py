@@ -9,6 +9,8 @@ serve``) sets it; :func:`mark_process_dead` is called when a worker exits.
 
 from __future__ import annotations
 
+import enum
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -71,6 +73,34 @@ CLIENT_EVENTS = Counter(
     "Usage events reported by clients (the desktop in remote mode: client='desktop').",
     ["client", "event"],
 )
+
+
+class WebEvent(enum.StrEnum):
+    """What the edge server's web page counts: its views and its buttons. A fixed vocabulary,
+    so no request can add a series."""
+
+    PAGE_VIEW = "page_view"
+    ADMIN_PAGE_VIEW = "admin_page_view"
+    PREDICT = "predict"
+    PROPOSE_LABEL = "propose_label"
+    ADMIN_SIGN_IN = "admin_sign_in"
+    APPROVE = "approve"
+    CORRECT = "correct"
+    REJECT = "reject"
+    UNDO = "undo"
+
+
+WEB_EVENTS = Counter(
+    "classifi_web_events",
+    "Page views and button presses on the edge server's web page, by event.",
+    ["event"],
+)
+for _event in WebEvent:  # every series exists from the start, at 0, for the dashboard
+    WEB_EVENTS.labels(_event.value)
+
+
+def count_web_event(event: WebEvent) -> None:
+    WEB_EVENTS.labels(WebEvent(event).value).inc()
 
 
 def set_model(version: int, backbone: str, previous: tuple[int, str] | None = None) -> None:

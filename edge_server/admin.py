@@ -10,9 +10,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from core import metrics
 from core.errors import BadRequest, ModelError
-from core.wire import RetrainOutcome, ReviewAction, TaskState
+from core.wire import RetrainOutcome, TaskState
 from edge_server.auth import admin_required
 from edge_server.services import ACTOR, current
 
@@ -39,14 +38,7 @@ def _decide(photo_ids: list[int], body: dict[str, Any]) -> list[dict[str, Any]]:
     action, label = str(body.get("action", "")), body.get("label")
     if label is not None and not isinstance(label, str):
         raise BadRequest("'label' must be a string.")
-    decisions = current().app.review(photo_ids, action, label)
-    for decision in decisions:  # the app accepted the action: approve or reject
-        if action == ReviewAction.REJECT:
-            outcome = "rejected"
-        else:
-            outcome = "corrected" if decision.new_label != decision.old_label else "approved"
-        metrics.REVIEWS.labels(outcome).inc()
-    return [decision.to_dict() for decision in decisions]
+    return [decision.to_dict() for decision in current().review(photo_ids, action, label)]
 
 
 @bp.get("/admin/submissions")

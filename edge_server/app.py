@@ -19,7 +19,7 @@ from flask import Flask, Response, g, request
 
 from core import metrics
 from core.config import Settings, load_settings
-from edge_server import admin, health, monitoring, openapi, predict, submissions
+from edge_server import admin, health, limits, monitoring, openapi, predict, submissions, web
 from edge_server.auth import warn_if_open
 from edge_server.errors import register_error_handlers
 from edge_server.services import Services, current
@@ -86,9 +86,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         openapi.bp,
     ):
         app.register_blueprint(blueprint)
+    web.register(app, services)
 
     app.before_request(_start_clock)
     app.after_request(_finish_request)
+    limits.install(app, settings)  # after the clock: a refused request is timed too
     if settings.cors_origins:
         app.after_request(_allow_origins(settings))
     warn_if_open(settings)

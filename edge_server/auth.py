@@ -52,11 +52,12 @@ def api_keys_required(settings: Settings) -> bool:
     return bool(settings.api_keys) and not is_loopback(settings.host)
 
 
-def check_api_key(settings: Settings) -> None:
-    """Raise :class:`AuthError` unless the request carries a configured API key (if needed)."""
+def check_api_key(settings: Settings, sent: str | None = None) -> None:
+    """Raise :class:`AuthError` unless the request carries a configured API key (if needed):
+    ``sent`` (the web page's form field or cookie), else its X-API-Key or bearer header."""
     if not api_keys_required(settings):
         return
-    sent = request.headers.get("X-API-Key") or bearer_token()
+    sent = sent or request.headers.get("X-API-Key") or bearer_token()
     if not sent:
         raise AuthError("An API key is required: send it as 'X-API-Key: <key>'.")
     # Compare against every key so the time taken does not tell which one was close.

@@ -7,7 +7,6 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from core import metrics
 from core.wire import Prediction
 from edge_server.auth import check_api_key
 from edge_server.errors import describe
@@ -22,16 +21,10 @@ def require_api_key() -> None:
     check_api_key(current().settings)
 
 
-def _count(prediction: Prediction) -> None:
-    metrics.PREDICTIONS.labels(prediction.label).inc()
-    metrics.CONFIDENCE.observe(prediction.confidence)
-
-
 @bp.post("/predict")
 def predict_one() -> ResponseReturnValue:
     services = current()
     prediction = services.classify_one(one_photo(services.settings).data)
-    _count(prediction)
     return jsonify(prediction.to_dict())
 
 
@@ -46,7 +39,6 @@ def predict_batch() -> ResponseReturnValue:
         uploads, services.classify_many([upload.data for upload in uploads]), strict=True
     ):
         if isinstance(result, Prediction):
-            _count(result)
             answers.append({"filename": upload.filename, **result.to_dict()})
         else:
             answers.append({"filename": upload.filename, "error": describe(result).to_dict()})

@@ -15,7 +15,7 @@ from core.app import App
 from core.config import Settings
 from core.errors import ClassifiError, NoChampion
 from core.serving import MicroBatcher
-from core.wire import ModelSummary, Prediction
+from core.wire import ModelSummary, Prediction, ReviewAction, ReviewDecision, Submission
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -66,16 +66,49 @@ class Services:
         """One photo, in a backbone pass shared with the concurrent requests."""
         prediction = self.batcher.submit(self.app.check_photo(data).image)
         self._note(prediction.model_version, prediction.backbone)
+        _count_prediction(prediction)
         return prediction
 
     def classify_many(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """Several photos in one request: a prediction or the reason for each, in order."""
         results = self.app.classify(photos)
-        for result in results:  # the photos went through one model: note it once
-            if isinstance(result, Prediction):
-                self._note(result.model_version, result.backbone)
-                break
+        predictions = [result for result in results if isinstance(result, Prediction)]
+        if predictions:  # the photos went through one model: note it once
+            self._note(predictions[0].model_version, predictions[0].backbone)
+        for prediction in predictions:
+            _count_prediction(prediction)
         return results
+
+    def submit(
+        self, data: bytes, label: str, *, source: str, submitted_by: str | None = None
+    ) -> Submission:
+        """The app's submission, counted by outcome (refused ones too)."""
+        try:
+            submission = self.app.submit(data, label, source=source, submitted_by=submitted_by)
+        except ClassifiError:
+            metrics.SUBMISSIONS.labels("refused").inc()
+            raise
+        if not submission.stored:
+            outcome = "duplicate"
+        elif submission.duplicate is not None:
+            outcome = "near_duplicate"
+        else:
+            outcome = "stored"
+        metrics.SUBMISSIONS.labels(outcome).inc()
+        return submission
+
+    def review(
+        self, photo_ids: Sequence[int], action: ReviewAction | str, label: str | None = None
+    ) -> list[ReviewDecision]:
+        """The app's review decisions, counted by outcome."""
+        decisions = self.app.review(photo_ids, action, label)
+        for decision in decisions:  # the app accepted the action: approve or reject
+            if action == ReviewAction.REJECT:
+                outcome = "rejected"
+            else:
+                outcome = "corrected" if decision.new_label != decision.old_label else "approved"
+            metrics.REVIEWS.labels(outcome).inc()
+        return decisions
 
     def _note(self, version: int, backbone: str) -> None:
         """Export the model version that answered as a metric when it changed."""
@@ -88,6 +121,11 @@ class Services:
     def close(self) -> None:
         self.batcher.close()
         self.app.close()
+
+
+def _count_prediction(prediction: Prediction) -> None:
+    metrics.PREDICTIONS.labels(prediction.label).inc()
+    metrics.CONFIDENCE.observe(prediction.confidence)
 
 
 def current() -> Services:

@@ -30,22 +30,15 @@ def submit() -> ResponseReturnValue:
                 f"The form field 'label' is missing: send one of {', '.join(services.settings.labels)}.",
                 code="missing_field",
             )
-        submission = services.app.submit(
-            upload.data,
-            label,
-            source=f"edge:{upload.filename}"[:512],
-            submitted_by=(request.form.get("submitter") or "").strip()[:128] or None,
-        )
     except ClassifiError:
         metrics.SUBMISSIONS.labels("refused").inc()
         raise
-    if not submission.stored:
-        outcome = "duplicate"
-    elif submission.duplicate is not None:
-        outcome = "near_duplicate"
-    else:
-        outcome = "stored"
-    metrics.SUBMISSIONS.labels(outcome).inc()
+    submission = services.submit(
+        upload.data,
+        label,
+        source=f"edge:{upload.filename}"[:512],
+        submitted_by=(request.form.get("submitter") or "").strip()[:128] or None,
+    )
     return jsonify(submission.to_dict()), 201 if submission.stored else 200
 
 

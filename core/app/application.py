@@ -373,6 +373,10 @@ class App:
     def verify_admin_token(self, token: str | None) -> None:
         auth.verify_admin_token(self.registry, token)
 
+    def session_key(self) -> str:
+        """The key that signs the edge server's web-page sessions (shared by its workers)."""
+        return auth.ensure_session_key(self.registry)
+
     def create_device_key(self, name: str) -> str:
         """A new key for a device (shown once; only its hash is kept)."""
         return auth.create_device_key(self.registry, name)

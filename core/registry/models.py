@@ -171,8 +171,9 @@ class RetrainRun(Base):
 
 
 class Credential(Base):
-    """A secret stored only as a salted hash (the edge server's admin token, the desktop's
-    admin password)."""
+    """A secret stored as a salted hash (the edge server's admin token, the desktop's admin
+    password), or as a plain hash for device keys; the web page's session signing key, which
+    must be read back, as it is."""
 
     __tablename__ = "credentials"
 
