@@ -7,11 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen
 
-# System packages: Redis, Xvfb and the X libraries Qt needs, curl for the seed's curl test.
+# System packages: Redis, Xvfb and the X libraries Qt needs, curl for the seed's curl test,
+# Chromium for the web page's browser tests (Playwright drives it, never downloads one).
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v Xvfb >/dev/null || need+=(xvfb)
 command -v curl >/dev/null || need+=(curl)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
 dpkg -s libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-cursor0 libegl1 libgl1 \
     libfontconfig1 libdbus-1-3 >/dev/null 2>&1 ||
     need+=(libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-cursor0 libegl1 libgl1 libfontconfig1 libdbus-1-3)
