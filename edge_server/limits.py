@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
@@ -66,7 +67,8 @@ def install(app: Flask, settings: Settings) -> Limiter:
     )
     for endpoint, rule in RULES.items():
         limit = limiter.limit(rule.rate, methods=list(rule.methods), deduct_when=rule.counts)
-        app.view_functions[endpoint] = limit(app.view_functions[endpoint])
+        view: Callable[..., Any] = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limit(view)
     app.extensions[EXTENSION] = limiter
     return limiter
 

@@ -33,7 +33,7 @@ DECISIONS = {
 }
 
 
-def _to_admin_page() -> Response:
+def _to_admin_page() -> ResponseReturnValue:
     return redirect(url_for("web.admin_page"), code=303)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.edge.conftest import LiveServer, copy_home, start_server
 from tests.edge.photos import encode
@@ -55,9 +55,17 @@ def photo(dataset_dir: Path, label: str, index: int = 0) -> Path:
     return sorted((dataset_dir / label).glob("*.jpg"))[index]
 
 
+def as_file(path: Path) -> dict[str, Any]:
+    """A shared photo as a file for an input (which takes paths or payloads, not both)."""
+    return {"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()}
+
+
 def fresh_photo(dataset_dir: Path, label: str, index: int) -> dict[str, Any]:
-    """A photo no one has sent yet (a shared one, turned): a file for an input to send."""
-    data = encode(Image.open(photo(dataset_dir, label, index)).rotate(90), "JPEG", quality=90)
+    """A photo no one has sent yet (a shared one, mirrored): a file for an input to send."""
+    mirrored = Image.open(photo(dataset_dir, label, index)).transpose(
+        Image.Transpose.FLIP_LEFT_RIGHT
+    )
+    data = encode(mirrored, "JPEG", quality=90)
     return {"name": f"fresh-{label}-{index}.jpg", "mimeType": "image/jpeg", "buffer": data}
 
 
@@ -67,6 +75,13 @@ def api_label(server: LiveServer, path: Path) -> str:
     assert answer.status_code == 200, answer.text
     label: str = answer.json()["prediction"]
     return label
+
+
+def shown_width(image: Locator) -> int:
+    """The width of the picture an ``<img>`` shows, once loaded (0: it shows none)."""
+    image.scroll_into_view_if_needed()  # the admin page's photos load lazily
+    width: int = image.evaluate("image => image.decode().then(() => image.naturalWidth, () => 0)")
+    return width
 
 
 def sign_in(page: Page, token: str) -> None:
@@ -92,7 +107,7 @@ def test_several_photos_in_one_go_and_a_corrupt_one_says_what_is_wrong(
 ) -> None:
     truncated = photo(dataset_dir, "grass", 4).read_bytes()[:3000]
     files: list[Any] = [
-        photo(dataset_dir, "grass", 5),
+        as_file(photo(dataset_dir, "grass", 5)),
         {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"shopping list: eggs"},
         {"name": "cut-short.jpg", "mimeType": "image/jpeg", "buffer": truncated},
     ]
@@ -106,6 +121,8 @@ def test_several_photos_in_one_go_and_a_corrupt_one_says_what_is_wrong(
     assert "notes.jpg" in cards.nth(1).inner_text()
     assert "Not a supported image" in not_an_image and "JPEG" in not_an_image
     assert "corrupt or truncated" in cards.nth(2).locator(".error").inner_text()
+    assert cards.nth(0).locator("img.preview").is_visible()
+    assert cards.nth(1).locator("img.preview").is_hidden()  # no broken picture for a bad file
     body = phone.locator("body").inner_text()
     assert "Traceback" not in body and "Internal Server Error" not in body
 
@@ -122,7 +139,9 @@ def test_propose_a_label_then_approve_it_and_undo_as_admin(
     card.get_by_role("button", name="Send for review").click()
     answer = card.locator(".proposed")
     answer.wait_for()
-    found = re.search(r"sent for review as #(\d+), proposed as dandelion", answer.inner_text())
+    found = re.search(
+        r"sent for review as #(\d+), proposed as dandelion", answer.inner_text(), re.I
+    )
     assert found, answer.inner_text()
     photo_id = found[1]
     # The same photo again: the duplicate check answers, nothing is stored twice.
@@ -137,7 +156,7 @@ def test_propose_a_label_then_approve_it_and_undo_as_admin(
     sign_in(admin, server.token)
     review = admin.locator("article.review", has=admin.locator(f"#photo-{photo_id}"))
     assert "proposed as dandelion" in review.inner_text()
-    assert review.locator("img").evaluate("image => image.naturalWidth") > 0  # the photo shows
+    assert shown_width(review.locator("img")) > 0  # the submitted photo itself
     review.get_by_role("button", name="Approve as dandelion").click()
     expect(admin.locator(".flash")).to_have_text(f"Photo #{photo_id} approved as dandelion.")
     expect(admin.locator(f"#photo-{photo_id}")).to_have_count(0)
@@ -237,7 +256,7 @@ def test_without_javascript_the_forms_post_and_pages_answer(
     )
     with page.expect_navigation():
         card.get_by_role("button", name="Send for review").click()
-    assert "sent for review as #" in page.locator(".proposed").inner_text()
+    assert "sent for review as #" in page.locator(".proposed").inner_text().lower()
 
     sign_in(page, server.token)
     expect(page.get_by_role("heading", name="Review")).to_be_visible()
@@ -313,7 +332,7 @@ def test_phone_screenshots_of_both_pages(
     page = open_context(color_scheme="light").new_page()
     page.goto("/")
     page.get_by_label("Or choose photos").set_input_files(
-        [photo(dataset_dir, "dandelion", 0), fresh_photo(dataset_dir, "grass", 13)]
+        [as_file(photo(dataset_dir, "dandelion", 0)), fresh_photo(dataset_dir, "grass", 13)]
     )
     page.locator("article.result .verdict").nth(1).wait_for()
     page.locator("article.result").nth(1).get_by_role("button", name="Send for review").click()
@@ -323,9 +342,8 @@ def test_phone_screenshots_of_both_pages(
 
     admin = open_context(color_scheme="light").new_page()
     sign_in(admin, server.token)
-    admin.locator("article.review img").first.evaluate(
-        "image => image.complete || new Promise(done => image.onload = done)"
-    )
+    assert shown_width(admin.locator("article.review img").first) > 0
+    admin.evaluate("window.scrollTo(0, 0)")
     admin.screenshot(path=SCREENSHOTS / "web-admin.png")
     for name in ("web-page.png", "web-admin.png"):
         with Image.open(SCREENSHOTS / name) as shot:

@@ -71,6 +71,7 @@ async function classify(files) {
     if (!file) continue;
     photoOf.set(card, file);
     card.classList.add("has-file");
+    if (card.classList.contains("failed")) continue; // not an image the browser could show
     const preview = card.querySelector(".preview");
     preview.src = URL.createObjectURL(file);
     preview.hidden = false;
