@@ -49,6 +49,11 @@ CONFIDENCE = Histogram(
     "Confidence of the predicted label.",
     buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
 )
+PREDICTION_FLAGS = Counter(
+    "classifi_prediction_flags",
+    "Predictions flagged unsure (below the unsure threshold) or out of distribution.",
+    ["flag"],
+)
 # An Info metric is not supported in multiprocess mode: a gauge set to 1 for the loaded model.
 MODEL_INFO = Gauge(
     "classifi_model_info",

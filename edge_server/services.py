@@ -66,7 +66,7 @@ class Services:
         """One photo, in a backbone pass shared with the concurrent requests."""
         prediction = self.batcher.submit(self.app.check_photo(data).image)
         self._note(prediction.model_version, prediction.backbone)
-        _count_prediction(prediction)
+        _count_prediction(prediction, self.settings.unsure_below)
         return prediction
 
     def classify_many(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
@@ -76,7 +76,7 @@ class Services:
         if predictions:  # the photos went through one model: note it once
             self._note(predictions[0].model_version, predictions[0].backbone)
         for prediction in predictions:
-            _count_prediction(prediction)
+            _count_prediction(prediction, self.settings.unsure_below)
         return results
 
     def submit(
@@ -123,9 +123,11 @@ class Services:
         self.app.close()
 
 
-def _count_prediction(prediction: Prediction) -> None:
+def _count_prediction(prediction: Prediction, unsure_below: float) -> None:
     metrics.PREDICTIONS.labels(prediction.label).inc()
     metrics.CONFIDENCE.observe(prediction.confidence)
+    if prediction.confidence < unsure_below:
+        metrics.PREDICTION_FLAGS.labels("unsure").inc()
 
 
 def current() -> Services:

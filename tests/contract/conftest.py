@@ -8,8 +8,6 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from tests.edge.conftest import edge_home  # noqa: F401 (a fixture, trained once per session)
-
 
 def variant(photo: Path, step: int) -> bytes:
     """A new photo made from a shared one: mirrored, cropped by ``step`` pixels, re-encoded.

@@ -25,17 +25,32 @@ def exported_names() -> set[str]:
     }
 
 
-def test_prometheus_scrapes_the_edge_server() -> None:
+def test_prometheus_scrapes_every_edge_server_and_worker() -> None:
     config = yaml.safe_load((PACKAGING / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert jobs["edge_server"]["metrics_path"] == "/metrics"
-    assert jobs["edge_server"]["static_configs"][0]["targets"] == ["edge_server:8000"]
+    for job, port in (("edge_server", 8000), ("worker", 9100)):
+        assert jobs[job]["metrics_path"] == "/metrics"
+        # Every replica, found through DNS: scaled services have no fixed address.
+        assert jobs[job]["dns_sd_configs"] == [
+            {"names": [job], "type": "A", "port": port, "refresh_interval": "30s"}
+        ]
+
+
+#: What the worker exports (its collector reads them from the registry at scrape time).
+WORKER_METRICS = {
+    "classifi_photos",
+    "classifi_retrain_runs_total",
+    "classifi_champion_accuracy",
+    "classifi_champion_promoted_timestamp_seconds",
+    "classifi_last_retrain_check_timestamp_seconds",
+    "classifi_scheduled_job_failures_total",
+}
 
 
 def test_dashboards_query_only_exported_metrics() -> None:
-    exported = exported_names()
+    exported = exported_names() | WORKER_METRICS
     dashboards = sorted((PACKAGING / "grafana" / "dashboards").glob("*.json"))
-    assert {path.name for path in dashboards} == {"api_dashboard.json", "desktop_dashboard.json"}
+    assert {"api_dashboard.json", "learning_loop_dashboard.json"} <= {p.name for p in dashboards}
     used = set()
     for path in dashboards:
         for panel in json.loads(path.read_text())["panels"]:

@@ -15,10 +15,8 @@ import pytest
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.edge.conftest import EdgeApp, build_app, copy_home, edge_home
+from tests.edge.conftest import EdgeApp, build_app, copy_home
 from tests.services import unavailable
-
-__all__ = ["edge_home"]  # the edge suite's session fixture, shared here
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +30,9 @@ CHROMIUM_ARGS = [
 ]
 #: A phone's viewport (CSS pixels), the size of the saved screenshots.
 PHONE = {"width": 390, "height": 844}
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: The README's pictures are replaced only on request (CLASSIFI_UPDATE_SCREENSHOTS=1), so
+#: that a test run leaves the checkout as it found it.
+README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -6,6 +6,7 @@ browser context (cookies and storage of its own) at phone size.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
 from tests.edge.conftest import LiveServer, copy_home, start_server
 from tests.edge.photos import encode
-from tests.web.conftest import PHONE, SCREENSHOTS
+from tests.web.conftest import PHONE, README_SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -325,10 +326,11 @@ def test_page_views_and_buttons_are_counted_in_metrics(phone: Page, server: Live
 
 
 def test_phone_screenshots_of_both_pages(
-    open_context: Any, server: LiveServer, dataset_dir: Path
+    open_context: Any, server: LiveServer, dataset_dir: Path, tmp_path: Path
 ) -> None:
     """The README's pictures: the photo page with results, the admin page with a photo."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    update = os.environ.get("CLASSIFI_UPDATE_SCREENSHOTS") == "1"
+    folder = README_SCREENSHOTS if update else tmp_path
     page = open_context(color_scheme="light").new_page()
     page.goto("/")
     page.get_by_label("Or choose photos").set_input_files(
@@ -338,13 +340,13 @@ def test_phone_screenshots_of_both_pages(
     page.locator("article.result").nth(1).get_by_role("button", name="Send for review").click()
     page.locator(".proposed").wait_for()
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=SCREENSHOTS / "web-page.png")
+    page.screenshot(path=folder / "web-page.png")
 
     admin = open_context(color_scheme="light").new_page()
     sign_in(admin, server.token)
     assert shown_width(admin.locator("article.review img").first) > 0
     admin.evaluate("window.scrollTo(0, 0)")
-    admin.screenshot(path=SCREENSHOTS / "web-admin.png")
+    admin.screenshot(path=folder / "web-admin.png")
     for name in ("web-page.png", "web-admin.png"):
-        with Image.open(SCREENSHOTS / name) as shot:
+        with Image.open(folder / name) as shot:
             assert shot.size == (PHONE["width"], PHONE["height"]), name
