@@ -1,0 +1,329 @@
+"""Soak: many clients for minutes against one SQLite home shared by every process.
+
+On one embedded home (SQLite registry, folder bucket, SqliteHuey):
+- the edge server, ``classifi serve`` with 2 gunicorn workers;
+- a worker, ``classifi worker``, whose retrain check runs every minute (at least
+  ``retrain_min_new`` approved photos retrain the model, so the champion changes under load);
+- the desktop's local mode (its real ``LocalBackend``) in this process, classifying,
+  submitting and reviewing;
+- ``--clients`` HTTP clients mixing predict (60 %), submit (25 %) and review (15 %).
+
+Submissions are shared photos re-encoded at a random quality and crop, so each one is new.
+Two reviewers racing for the same photo get a 409: that is counted apart, not as an error.
+It prints the requests and errors by kind, the RSS of every process after the warm-up and at
+the end, and every "database is locked" in any log. Goals: 0 errors, RSS growth < 10 % after
+the warm-up, no "database is locked". Usage:
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--clients 32] [--home HOME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "dandelion-grass"
+CLASSIFI = Path(sys.executable).with_name("classifi")
+LOCKED = "database is locked"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def variant(path: Path, rng: random.Random) -> bytes:
+    """A new photo from a shared one: cropped a little and re-encoded (a new sha256)."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    left, top = rng.randint(0, 8), rng.randint(0, 8)
+    cropped = rgb.crop((left, top, rgb.width - rng.randint(0, 8), rgb.height - rng.randint(0, 8)))
+    buffer = io.BytesIO()
+    cropped.save(buffer, format="JPEG", quality=rng.randint(70, 95))
+    return buffer.getvalue()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo.extend(int(child) for child in children)
+    return total
+
+
+class Tally:
+    """Requests and failures by kind, counted from every thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.expected: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def ok(self, kind: str) -> None:
+        with self.lock:
+            self.done[kind] += 1
+
+    def failed(self, kind: str, why: str) -> None:
+        with self.lock:
+            self.errors[kind] += 1
+            self.examples.setdefault(kind, why[:300])
+
+    def refused_as_expected(self, kind: str) -> None:
+        with self.lock:
+            self.expected[kind] += 1
+
+
+class LockedCounter(logging.Handler):
+    """Counts log records of this process that mention a locked database."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        if LOCKED in text:
+            self.count += 1
+
+
+def prepare(home: Path, dataset: Path) -> str:
+    """Ingest and train once (unless done); a fresh admin token for the review clients."""
+    from core.app import App
+    from core.config import load_settings
+
+    settings = load_settings({}, overrides={"home": home, "backbone": "efficientnet_lite0"})
+    with App(settings, actor="soak") as app:
+        if app.champion() is None:
+            print(f"preparing {home}: ingest and train ...", flush=True)
+            app.ingest(app.list_source(str(dataset)))
+            app.train()
+        return app.reset_admin_token()
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(CLASSIFI), *args],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # stopped as a group: gunicorn's workers with their master
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def http_client(
+    url: str, token: str, photos: list[Path], tally: Tally, until: float, seed: int
+) -> None:
+    rng = random.Random(seed)
+    session = requests.Session()
+    admin = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < until:
+        roll = rng.random()
+        path = rng.choice(photos)
+        try:
+            if roll < 0.60:
+                kind = "predict"
+                answer = session.post(f"{url}/predict", files={"file": path.open("rb")}, timeout=60)
+            elif roll < 0.85:
+                kind = "submit"
+                files = {"file": ("photo.jpg", variant(path, rng), "image/jpeg")}
+                answer = session.post(
+                    f"{url}/submissions", files=files, data={"label": path.parent.name}, timeout=60
+                )
+            else:
+                kind = "review"
+                listed = session.get(f"{url}/admin/submissions?limit=5", headers=admin, timeout=60)
+                if not listed.ok:
+                    answer = listed
+                else:
+                    pending = listed.json()["submissions"]
+                    if not pending:
+                        tally.ok(kind)
+                        continue
+                    chosen = rng.choice(pending)
+                    body = {"ids": [chosen["id"]], "action": "approve"}
+                    answer = session.post(
+                        f"{url}/admin/submissions/review", json=body, headers=admin, timeout=60
+                    )
+                    if answer.status_code in (404, 409):  # another reviewer was first
+                        tally.refused_as_expected(kind)
+                        continue
+            if answer.ok:
+                tally.ok(kind)
+            else:
+                tally.failed(kind, f"HTTP {answer.status_code}: {answer.text}")
+        except requests.RequestException as exc:
+            tally.failed(kind, repr(exc))
+
+
+def desktop_local(home: Path, photos: list[Path], tally: Tally, until: float) -> None:
+    """The desktop's local mode on the same home: classify, submit and review."""
+    from core.config import load_settings
+    from core.errors import ClassifiError, Conflict, NotFound
+    from desktop.backends.local import LocalBackend
+
+    rng = random.Random(7)
+    settings = load_settings({}, overrides={"home": home, "backbone": "efficientnet_lite0"})
+    backend = LocalBackend(settings)
+    if backend.needs_admin_password_choice():
+        backend.choose_admin_password("soak-password")
+    backend.sign_in("soak-password")
+    while time.monotonic() < until:
+        roll = rng.random()
+        kind = (
+            "desktop classify"
+            if roll < 0.6
+            else "desktop submit"
+            if roll < 0.85
+            else "desktop review"
+        )
+        try:
+            if kind == "desktop classify":
+                batch = [path.read_bytes() for path in rng.sample(photos, 8)]
+                answers = backend.classify(batch)
+                if any(isinstance(answer, ClassifiError) for answer in answers):
+                    raise RuntimeError(f"a shared photo was refused: {answers}")
+            elif kind == "desktop submit":
+                path = rng.choice(photos)
+                backend.submit(variant(path, rng), path.parent.name, source="soak")
+            else:
+                pending = backend.pending()[:5]
+                if pending:
+                    backend.review([rng.choice(pending).id], "approve")
+            tally.ok(kind)
+        except (Conflict, NotFound):
+            tally.refused_as_expected(kind)
+        except Exception as exc:  # the thread's boundary: every failure is counted
+            tally.failed(kind, repr(exc))
+        time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long the load lasts")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--home", type=Path, help="a home to reuse (default: a new temp one)")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="label folders")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+    work = Path(tempfile.mkdtemp(prefix="classifi-soak-"))
+    home = args.home or work / "home"
+    token = prepare(home, args.dataset)
+    photos = sorted(args.dataset.glob("*/*.jpg"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "CLASSIFI_HOME": str(home),
+        "CLASSIFI_BACKBONE": "efficientnet_lite0",
+        "CLASSIFI_RETRAIN_SCHEDULE": "* * * * *",
+    }
+    logs = {"server": work / "server.log", "worker": work / "worker.log"}
+    server = start(["serve", "--port", str(port), "--workers", "2"], env, logs["server"])
+    worker = start(["worker"], env, logs["worker"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/health/ready", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit(f"the server did not become ready; see {logs['server']}")
+            time.sleep(0.5)
+
+        locked = LockedCounter()
+        logging.getLogger().addHandler(locked)
+        tally = Tally()
+        duration = args.minutes * 60
+        started = time.monotonic()
+        until = started + duration
+        warm_up = min(60.0, duration / 5)
+        processes = {
+            "server (all workers)": server.pid,
+            "worker": worker.pid,
+            "desktop (this)": os.getpid(),
+        }
+        print(
+            f"soak: {args.clients} clients + the desktop for {args.minutes:g} min on {home}",
+            flush=True,
+        )
+        with ThreadPoolExecutor(args.clients + 1) as pool:
+            for number in range(args.clients):
+                pool.submit(http_client, url, token, photos, tally, until, number)
+            pool.submit(desktop_local, home, photos, tally, until)
+            time.sleep(warm_up)
+            rss_start = {name: rss_mb(pid) for name, pid in processes.items()}
+        rss_end = {name: rss_mb(pid) for name, pid in processes.items()}
+        elapsed = time.monotonic() - started
+    finally:
+        stop(server)
+        stop(worker)
+
+    print(f"\n{'kind':<18}{'ok':>9}{'errors':>9}{'409/404':>9}{'per s':>9}")
+    for kind in sorted(set(tally.done) | set(tally.errors) | set(tally.expected)):
+        print(
+            f"{kind:<18}{tally.done[kind]:>9}{tally.errors[kind]:>9}{tally.expected[kind]:>9}"
+            f"{tally.done[kind] / elapsed:>9.1f}"
+        )
+    print(f"{'total':<18}{sum(tally.done.values()):>9}{sum(tally.errors.values()):>9}")
+    for kind, example in tally.examples.items():
+        print(f"  first {kind} error: {example}")
+    print(f"\n{'process':<22}{'RSS after warm-up':>18}{'RSS at end':>12}{'growth':>9}")
+    for name in processes:
+        growth = (rss_end[name] - rss_start[name]) / max(rss_start[name], 1e-9)
+        print(f"{name:<22}{rss_start[name]:>16.0f} MB{rss_end[name]:>9.0f} MB{growth:>+9.1%}")
+    in_logs = {name: path.read_text(errors="replace").count(LOCKED) for name, path in logs.items()}
+    print(
+        f"\n'{LOCKED}': server log {in_logs['server']}, worker log {in_logs['worker']}, "
+        f"this process {locked.count}"
+    )
+    with open(logs["worker"], errors="replace") as log:
+        retrains = sum("retrain check by" in line and "reaches the floor" in line for line in log)
+    print(f"retrains that promoted a champion meanwhile: {retrains}; logs in {work}")
+
+
+if __name__ == "__main__":
+    main()
