@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("classifi.cli.worker", "Run the Huey worker: scheduled ingest and retrain checks."),
     "serve": ("classifi.cli.serve", "Run the edge server (REST API, health, metrics)."),
     "admin-token": ("classifi.cli.admin_token", "Manage the edge server's admin token."),
+    "backup": ("classifi.cli.backup", "Back up this home (safe while everything runs)."),
+    "restore": ("classifi.cli.restore", "Restore a backup as this home."),
     "desktop": ("classifi.cli.desktop", "Open the desktop app."),
 }
 

@@ -3,7 +3,10 @@ home, with every photo, model and audit entry found again and the doctor finding
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from tests.installation import System, offline_settings
 from tests.loop.conftest import folder_label
 
 pytestmark = pytest.mark.slow
+CLASSIFI = Path(sys.executable).with_name("classifi")
 
 
 def snapshot(system: System) -> tuple[set[tuple[str, str, str]], set[str], int]:
@@ -103,3 +107,26 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path, settings) -> None:
     (tmp_path / "junk").mkdir()
     with pytest.raises(SourceError, match="not a ClassifiImage backup"):
         App(settings, actor="admin").restore(tmp_path / "junk")
+
+
+def test_the_command_line_backs_up_and_restores(make_system, tmp_path: Path) -> None:
+    system: System = make_system()
+    system.registry.dispose()
+    home = str(system.settings.home)
+
+    def classifi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CLASSIFI), "--home", home, *args], capture_output=True, text=True, timeout=300
+        )
+
+    made = classifi("backup", str(tmp_path / "saved"), "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["photos"] == 120
+    refused = classifi("restore", str(tmp_path / "saved"))
+    assert refused.returncode == 1 and "holds data" in refused.stderr
+    replaced = classifi("restore", str(tmp_path / "saved"), "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "120 photos" in replaced.stdout
+    assert len(list(Path(home).parent.glob(f"{Path(home).name}.replaced-*"))) == 1
+    status = classifi("status", "--json")
+    assert json.loads(status.stdout)["photos"]["total"] == 120
