@@ -52,7 +52,8 @@ USAGE_METRIC = "classifi_client_events"
 class RemoteApp:
     """An edge server at ``url``. ``api_key`` opens the prediction, submission and usage
     routes when the server asks for one; ``admin_token`` opens the admin routes (it may be
-    set later, e.g. once the user has typed it)."""
+    set later, e.g. once the user has typed it). Like :class:`~core.app.App`, it waits
+    while the server's model loads unless built with ``wait_for_model=False``."""
 
     def __init__(
         self,
@@ -60,11 +61,14 @@ class RemoteApp:
         api_key: str | None = None,
         admin_token: str | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
+        *,
+        wait_for_model: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.admin_token = admin_token
         self.timeout = timeout
+        self.wait_for_model = wait_for_model
         self._http = requests.Session()
 
     def close(self) -> None:
@@ -113,14 +117,14 @@ class RemoteApp:
                 "other than JSON: is the URL that of a ClassifiImage edge server?"
             ) from None
 
-    def _waiting(self, call: Callable[[], T], wait: bool) -> T:
-        """``call()``; with ``wait``, asked again while the server's model is still loading."""
+    def _waiting(self, call: Callable[[], T]) -> T:
+        """``call()``, asked again while the server's model is still loading (if waiting)."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 return call()
             except ModelLoading:
-                if not wait or time.monotonic() > deadline:
+                if not self.wait_for_model or time.monotonic() > deadline:
                     raise
                 time.sleep(LOADING_RETRY_S)
 
@@ -133,9 +137,7 @@ class RemoteApp:
         except NoChampion:
             return None
 
-    def classify(
-        self, photos: Sequence[bytes], *, wait: bool = True
-    ) -> list[Prediction | ClassifiError]:
+    def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """A prediction for each good photo, the reason for each bad one, in order, sent
         :data:`BATCH_FILES` at a time. The server judges each photo by its content."""
         answers: list[Prediction | ClassifiError] = []
@@ -144,7 +146,7 @@ class RemoteApp:
                 ("files", (f"photo{start + index}", data))
                 for index, data in enumerate(photos[start : start + BATCH_FILES])
             ]
-            answer = self._waiting(partial(self._json, "POST", "/predict/batch", files=files), wait)
+            answer = self._waiting(partial(self._json, "POST", "/predict/batch", files=files))
             answers += [_prediction_or_error(result) for result in answer["results"]]
         return answers
 
