@@ -4,6 +4,8 @@ A :class:`Predictor` loads the champion (its head from the store, its own backbo
 under a lock, predicts in batches, and swaps to a new champion without a restart: the new
 model is loaded completely first, then one reference assignment switches to it, so
 predictions already running finish on the model they started with.
+
+Nothing here imports torch: the head is numpy and the backbone runs its exported file.
 """
 
 from __future__ import annotations
@@ -83,9 +85,17 @@ def load_model(settings: Settings, store: ObjectStore, version: ModelVersion) ->
             f"{source}: the file says backbone {artifact.backbone_id!r} and labels "
             f"{artifact.labels}, the registry {version.backbone_id!r} and {version.labels}."
         )
-    backbone = get_backbone(artifact.backbone_id, settings)
+    head = artifact.head()
+    # The network of the head's own weights, on the fastest runtime that leaves its answers
+    # unchanged on the probe photos.
+    backbone = get_backbone(
+        artifact.backbone_id,
+        settings,
+        weights_sha256=artifact.backbone_weights_sha256,
+        head=head,
+    )
     check_compatible(artifact, backbone, source=source)
-    return LoadedModel(info=summary_of(version), head=artifact.head(), backbone=backbone)
+    return LoadedModel(info=summary_of(version), head=head, backbone=backbone)
 
 
 def predict_with(

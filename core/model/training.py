@@ -19,10 +19,12 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+from PIL import Image
 from sqlalchemy import select
 
 from core.config import Settings
 from core.errors import ClassifiError, TrainingRefused, UnknownLabel
+from core.imaging import decode_stored
 from core.model.artifacts import (
     ModelArtifact,
     next_artifact_key,
@@ -30,11 +32,12 @@ from core.model.artifacts import (
     serialize_artifact,
 )
 from core.model.backbone import Backbone
-from core.model.backbones import get_backbone, resolve_backbone_id
+from core.model.backbones import ensure_export, get_backbone, resolve_backbone_id
 from core.model.embeddings import EmbeddingCache
-from core.model.head import fit_head
+from core.model.fitting import fit_head
 from core.model.metrics import HISTORY_KEY, EpochStats, classification_metrics, flat_metrics
 from core.model.predictor import load_model
+from core.model.runtimes.files import PROBE_SIZE
 from core.model.tracking import TrainingRun
 from core.model.versions import champion, get_version, set_champion
 from core.registry import AuditEntry, ModelState, ModelVersion, Photo, PhotoStatus, Registry
@@ -153,6 +156,12 @@ def validation_split(
     return sorted(train), sorted(validation)
 
 
+def probe_photos(store: ObjectStore, photos: Sequence[LabelledPhotoLike]) -> list[Image.Image]:
+    """Photos for an export's parity probe: spread over ``photos`` (every label)."""
+    step = max(1, len(photos) // PROBE_SIZE)
+    return [decode_stored(store.get(photo.object_key)) for photo in photos[::step][:PROBE_SIZE]]
+
+
 def _embed(
     settings: Settings,
     registry: Registry,
@@ -189,12 +198,17 @@ def train_model(
     fingerprint = dataset_fingerprint(photos)
     remove_orphan_artifacts(registry, store)
 
+    # Training makes the backbone's exported file in this home (the first time, with the
+    # first photos as its parity probe): every process that predicts with the model finds it.
+    ensure_export(backbone_id, settings, probe_photos=lambda: probe_photos(store, photos))
     backbone = get_backbone(backbone_id, settings)
     vectors = _embed(settings, registry, store, backbone, photos, progress)
     targets = np.array([labels.index(str(photo.label)) for photo in photos])
     train, validation = validation_split(photos, settings.validation_fraction, settings.split_seed)
     params = {
         "backbone": backbone_id,
+        "backbone_weights_sha256": backbone.weights_sha256,
+        "runtime": backbone.kind,
         "learning_rate": settings.learning_rate,
         "epochs": settings.epochs,
         "batch_size": settings.train_batch_size,
@@ -251,6 +265,8 @@ def train_model(
             created_at=datetime.now(UTC).isoformat(),
             mlflow_run_id=run.run_id,
             params=params,
+            backbone_weights_sha256=backbone.weights_sha256,
+            runtime=backbone.kind,
         )
         version_id, key, mlflow_version = _publish(registry, store, run, artifact, actor)
     except BaseException as exc:

@@ -1,21 +1,45 @@
 """The backbones, chosen from a table by id, one module per backbone (as frigate chooses its
 detectors): DINOv2 ViT-S/14 (the specification's choice) and EfficientNet-Lite0 (offline).
 
-Each module offers ``ID``, ``DIM``, ``PREPROCESSING``, ``weights_key(settings)`` and
-``build(settings)``. Modules are imported on first use, and :func:`get_backbone` builds each
-backbone once per process.
+Each module offers ``ID``, ``DIM``, ``PREPROCESSING``, ``weights_file(settings)`` and
+``network(settings)`` (the torch network, for the exporter and the torch runtime); none
+imports torch before ``network`` is called. Modules are imported on first use.
+
+:func:`get_backbone` gives each backbone on the runtime the settings choose
+(:mod:`core.model.runtimes.selection`), built once per process, from its exported file
+(:mod:`core.model.runtimes.files`), which it exports first when torch is here and the file
+is not.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
+import shutil
 import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 
+from PIL import Image
+
 from core.config import Settings
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelError
 from core.model.backbone import Backbone
+from core.model.head import LinearHead
+from core.model.runtimes import Network, runtime_module
+from core.model.runtimes.files import (
+    Export,
+    export_backbone,
+    export_key,
+    file_sha256,
+    find_export,
+    missing_export_error,
+    torch_available,
+    writable_dir,
+)
+from core.model.runtimes.selection import Selection, select
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +96,122 @@ def resolve_backbone_id(settings: Settings) -> str:
     return chosen
 
 
-_built: dict[tuple[str, str], Backbone] = {}
-_built_lock = threading.Lock()
+_hashes: dict[tuple[Path, int, int], str] = {}
 
 
-def get_backbone(backbone_id: str, settings: Settings) -> Backbone:
-    """The one instance of ``backbone_id`` in this process, built on first use (thread-safe)."""
+def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
+    """The sha256 of the weights file ``backbone_id`` loads (hashed once per file version)."""
+    path = backbone_module(backbone_id).weights_file(settings).resolve()
+    stat = path.stat()
+    version = (path, stat.st_size, stat.st_mtime_ns)
+    if version not in _hashes:
+        _hashes[version] = file_sha256(path)
+    return _hashes[version]
+
+
+ProbePhotos = Callable[[], Sequence[Image.Image]]
+
+_exports: dict[str, Export] = {}  # key -> an export this process made or found
+_selections: dict[tuple[str, str, int | None], tuple[Selection, Network]] = {}
+_built: dict[tuple[str, str, int | None], Backbone] = {}
+_built_lock = threading.RLock()
+
+
+def _copy_export(source: Export, folder: Path) -> Export:
+    """The files of ``source`` (and what was derived from them) copied into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.onnx.parent.glob(f"{source.stem}.*")):
+        if path.is_file() and not path.name.endswith(".part"):
+            target = folder / path.name
+            partial = target.with_name(target.name + ".part")
+            try:
+                os.link(path, partial)  # same file system: no copy needed
+            except OSError:
+                shutil.copyfile(path, partial)
+            os.replace(partial, target)
+    return Export(folder / source.onnx.name, source.record)
+
+
+def ensure_export(
+    backbone_id: str,
+    settings: Settings,
+    *,
+    weights_sha256: str | None = None,
+    probe_photos: ProbePhotos = tuple,
+) -> Export:
+    """The exported file of ``backbone_id`` findable from ``settings``: found, copied from
+    another home this process knows, or exported now (torch needed; ``probe_photos()``
+    gives the photos of its parity probe). ``weights_sha256`` asks for the network of those
+    weights (a model's own), not of the weights file on this machine."""
     module = backbone_module(backbone_id)
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
+    wanted = weights_sha256 or current_weights_sha256(backbone_id, settings)
+    key = export_key(module.ID, wanted, module.PREPROCESSING)
     with _built_lock:
-        key = (backbone_id, module.weights_key(settings))
-        if key not in _built:
-            _built[key] = module.build(settings)
-        backbone = _built[key]
-    log.debug("backbone %s built from %s", backbone.id, key[1])
-    return backbone
+        found = find_export(settings, module.ID, key)
+        if found is None and key in _exports and _exports[key].onnx.is_file():
+            found = _copy_export(_exports[key], writable_dir(settings))
+        if found is None:
+            if not torch_available():
+                raise missing_export_error(settings, module.ID, key)
+            if wanted != current_weights_sha256(backbone_id, settings):
+                raise ModelError(
+                    f"The model was trained on other {module.ID} weights (sha256 {wanted[:16]}) "
+                    "than this machine has, and their exported network is not here: copy the "
+                    "runtimes folder of the machine that trained it, or retrain."
+                )
+            found = export_backbone(settings, module, wanted, probe_photos())
+        _exports[key] = found
+        return found
+
+
+def runtime_selection(
+    backbone_id: str, settings: Settings, *, weights_sha256: str | None = None
+) -> Selection:
+    """The measured runtimes of ``backbone_id`` on this machine (measured on first use)."""
+    module = backbone_module(backbone_id)
+    setting = settings.runtime
+    export = ensure_export(backbone_id, settings, weights_sha256=weights_sha256)
+    with _built_lock:
+        cache_key = (export.key, setting, settings.inference_threads)
+        if cache_key not in _selections:
+            network = Network(module.ID, export.onnx, writable_dir(settings), module, settings)
+            selection = select(setting, export, network, module.PREPROCESSING)
+            _selections[cache_key] = (selection, network)
+        return _selections[cache_key][0]
+
+
+def get_backbone(
+    backbone_id: str,
+    settings: Settings,
+    *,
+    weights_sha256: str | None = None,
+    head: LinearHead | None = None,
+) -> Backbone:
+    """``backbone_id`` on the fastest runtime that keeps parity here (for ``head``, when
+    given: a model's predictions must not change), one instance per process (thread-safe)."""
+    module = backbone_module(backbone_id)
+    selection = runtime_selection(backbone_id, settings, weights_sha256=weights_sha256)
+    candidate, reason = selection.choose(head)
+    with _built_lock:
+        cache_key = (selection.export.key, candidate.kind, settings.inference_threads)
+        if cache_key not in _built:
+            network = _selections[
+                (selection.export.key, selection.setting, settings.inference_threads)
+            ][1]
+            engine = runtime_module(candidate.runtime).load(
+                network, candidate.precision, settings.inference_threads
+            )
+            _built[cache_key] = Backbone(
+                module.ID,
+                module.DIM,
+                module.PREPROCESSING,
+                engine,
+                runtime=candidate.runtime,
+                precision=candidate.precision,
+                weights=str(selection.export.onnx),
+                weights_sha256=str(selection.export.record["weights_sha256"]),
+                accepted_kinds=selection.accepted_kinds,
+                reason=reason,
+            )
+            log.info("backbone %s on %s (%s)", module.ID, candidate.kind, reason)
+        return _built[cache_key]

@@ -1,0 +1,285 @@
+"""Which runtime and precision embed: the fastest that keeps parity with torch fp32 here.
+
+Parity is a gate, measured on the export's probe (photos with their torch fp32 embeddings,
+see :mod:`core.model.runtimes.files`), so it needs no torch:
+
+- the embeddings of every probe photo have cosine >= :data:`COSINE_MIN` with torch fp32's;
+- for a model's head, its predictions from them agree with those from torch fp32's on
+  >= :data:`AGREEMENT_MIN` of the probe photos (with 32 photos: on all of them).
+
+The tests hold every runtime and precision to the full gate on the 340 shared photos
+(these two plus validation accuracy). Each candidate is measured once per machine (speed
+and parity) and the result is recorded in the home, beside the export, with the probe
+embeddings each candidate gave, so later processes choose without running anything.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import ModelError
+from core.model.head import LinearHead
+from core.model.preprocessing import Preprocessing
+from core.model.runtimes import (
+    AUTO,
+    EXPORTED_RUNTIMES,
+    REFERENCE,
+    RUNTIME_IDS,
+    TORCH,
+    Network,
+    kind,
+    runtime_module,
+)
+from core.model.runtimes.files import Export, atomic_write, cosines, writable_dir
+
+log = logging.getLogger(__name__)
+
+COSINE_MIN = 0.999
+AGREEMENT_MIN = 0.995
+TIMING_BATCH = 8
+_DISTRIBUTIONS = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One runtime and precision as measured on this machine."""
+
+    runtime: str
+    precision: str
+    min_cosine: float | None = None
+    images_per_second: float | None = None  # network only, batch TIMING_BATCH
+    error: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return kind(self.runtime, self.precision)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and (self.min_cosine or 0.0) >= COSINE_MIN
+
+    def describe(self) -> str:
+        if self.error is not None:
+            return f"{self.kind}: failed ({self.error})"
+        verdict = "keeps parity" if self.passed else "fails parity"
+        return (
+            f"{self.kind}: {self.images_per_second:.1f} img/s, min cosine "
+            f"{self.min_cosine:.5f} ({verdict})"
+        )
+
+
+def candidate_runtimes(setting: str) -> list[str]:
+    """The runtimes ``setting`` lets the selection try, those installed here."""
+    wanted = [setting] if setting != AUTO else list(EXPORTED_RUNTIMES)
+    installed = [rid for rid in wanted if runtime_module(rid).available()]
+    if not installed and setting == AUTO and runtime_module(TORCH).available():
+        installed = [TORCH]  # no exported runtime installed: the reference it is
+    if not installed:
+        raise ModelError(
+            f"No inference runtime is installed for the setting runtime = {setting!r}: "
+            f"install one of {', '.join(RUNTIME_IDS)} (pip install onnxruntime) or change "
+            "the setting runtime (CLASSIFI_RUNTIME)."
+        )
+    return installed
+
+
+def machine(threads: int | None) -> dict[str, Any]:
+    """What a measurement depends on: a different machine or runtime version re-measures."""
+    cpu = platform.processor()
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name") and not cpu:
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                    break
+    except OSError:
+        pass  # not Linux: the processor name and the core count stand for the machine
+    versions: dict[str, str | None] = {}
+    for runtime_id, distribution in _DISTRIBUTIONS.items():
+        try:
+            versions[runtime_id] = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            versions[runtime_id] = None
+    return {
+        "platform": platform.machine(),
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "versions": versions,
+    }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The measured candidates of one export on this machine, and the probe's reference."""
+
+    setting: str
+    export: Export
+    candidates: list[Candidate]
+    reference: np.ndarray  # torch fp32 embeddings of the probe
+    outputs: dict[str, np.ndarray]  # kind -> the probe embeddings a passing candidate gave
+    measured_at: str
+
+    @property
+    def passing(self) -> list[Candidate]:
+        """The candidates that keep parity, fastest first."""
+        passed = [c for c in self.candidates if c.passed]
+        return sorted(passed, key=lambda c: -(c.images_per_second or 0.0))
+
+    @property
+    def accepted_kinds(self) -> frozenset[str]:
+        """Embeddings the cache may mix with this backbone's: torch fp32's and those of every
+        candidate that keeps parity here."""
+        return frozenset({REFERENCE, *(c.kind for c in self.passing)})
+
+    def agreement(self, candidate: Candidate, head: LinearHead) -> float:
+        """The share of probe photos ``head`` labels alike from ``candidate``'s embeddings
+        and from torch fp32's."""
+        expected = head.probabilities(self.reference).argmax(axis=1)
+        got = head.probabilities(self.outputs[candidate.kind]).argmax(axis=1)
+        return float((expected == got).mean())
+
+    def choose(self, head: LinearHead | None = None) -> tuple[Candidate, str]:
+        """The fastest candidate that keeps parity (for ``head``, when given), and why."""
+        refused = [c.describe() for c in self.candidates if not c.passed]
+        for candidate in self.passing:
+            if head is not None and self.agreement(candidate, head) < AGREEMENT_MIN:
+                refused.append(
+                    f"{candidate.kind}: the model's predictions agree with torch fp32's on only "
+                    f"{self.agreement(candidate, head):.1%} of the probe photos"
+                )
+                continue
+            probe = self.export.record["probe"]
+            reason = (
+                f"{self.setting}: {candidate.describe()}; the fastest of "
+                f"{len(self.candidates)} measured on this machine at {self.measured_at} that "
+                f"keeps parity with torch fp32 (cosine >= {COSINE_MIN} on "
+                f"{probe['photos']} {probe['source']} probe images)"
+            )
+            if refused:
+                reason += "; refused: " + "; ".join(refused)
+            return candidate, reason
+        raise ModelError(
+            f"No runtime keeps parity with torch fp32 for {self.export.record['backbone']} "
+            f"(setting runtime = {self.setting!r}): {'; '.join(refused)}. Set runtime = "
+            "'auto' or 'torch' (CLASSIFI_RUNTIME)."
+        )
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "key": self.export.key,
+            "setting": self.setting,
+            "measured_at": self.measured_at,
+            "candidates": [asdict(c) for c in self.candidates],
+        }
+
+
+def _record_paths(folder: Path, export: Export) -> tuple[Path, Path]:
+    return folder / f"{export.stem}.selection.json", folder / f"{export.stem}.selection.npz"
+
+
+def _read(
+    folder: Path, export: Export, setting: str, here: dict[str, Any], reference: np.ndarray
+) -> Selection | None:
+    record_path, outputs_path = _record_paths(folder, export)
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if (record["key"], record["setting"], record["machine"]) != (export.key, setting, here):
+            return None
+        with np.load(outputs_path) as saved:
+            outputs = {name.replace("-", "/", 1): saved[name] for name in saved.files}
+        candidates = [Candidate(**fields) for fields in record["candidates"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or unreadable: measure again
+    return Selection(setting, export, candidates, reference, outputs, record["measured_at"])
+
+
+def _write(folder: Path, selection: Selection, here: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    record_path, outputs_path = _record_paths(folder, selection.export)
+
+    def write_outputs(path: Path) -> None:
+        with path.open("wb") as handle:
+            arrays = {name.replace("/", "-"): a for name, a in selection.outputs.items()}
+            np.savez(handle, allow_pickle=False, **arrays)
+
+    atomic_write(outputs_path, write_outputs)
+    record = {**selection.record(), "machine": here}
+    atomic_write(
+        record_path, lambda path: path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    )
+
+
+def measure(
+    runtime_id: str, precision: str, network: Network, inputs: np.ndarray, reference: np.ndarray
+) -> tuple[Candidate, np.ndarray | None]:
+    """One candidate's speed (network only) and parity on the probe."""
+    threads = network.settings.inference_threads
+    try:
+        engine = runtime_module(runtime_id).load(network, precision, threads)
+        engine.run(inputs[:TIMING_BATCH])  # warm-up: first runs allocate and tune
+        start = time.perf_counter()
+        outputs = np.concatenate(
+            [
+                engine.run(inputs[offset : offset + TIMING_BATCH])
+                for offset in range(0, len(inputs), TIMING_BATCH)
+            ]
+        )
+        rate = len(inputs) / (time.perf_counter() - start)
+    except Exception as exc:  # one candidate's failure (a missing kernel...) leaves the others
+        log.warning("runtime %s/%s cannot run here: %s", runtime_id, precision, exc)
+        return Candidate(runtime_id, precision, error=str(exc).splitlines()[0][:300]), None
+    worst = float(cosines(outputs, reference).min())
+    return Candidate(runtime_id, precision, worst, rate), outputs
+
+
+def select(
+    setting: str, export: Export, network: Network, preprocessing: Preprocessing
+) -> Selection:
+    """The recorded selection for this export and machine, measuring it first if needed."""
+    settings = network.settings
+    here = machine(settings.inference_threads)
+    inputs, reference = export.probe(preprocessing)
+    home = writable_dir(settings)
+    for folder in dict.fromkeys((home, export.onnx.parent)):
+        found = _read(folder, export, setting, here, reference)
+        if found is not None:
+            return found
+
+    log.info("measuring the runtimes for %s on this machine (once)", export.stem)
+    candidates, outputs = [], {}
+    for runtime_id in candidate_runtimes(setting):
+        for precision in runtime_module(runtime_id).precisions():
+            candidate, produced = measure(runtime_id, precision, network, inputs, reference)
+            candidates.append(candidate)
+            if produced is not None and candidate.passed:
+                outputs[candidate.kind] = produced
+            log.info("  %s", candidate.describe())
+    selection = Selection(
+        setting,
+        export,
+        candidates,
+        reference,
+        outputs,
+        datetime.now(UTC).replace(microsecond=0).isoformat(),
+    )
+    try:
+        _write(home, selection, here)
+    except OSError as exc:  # a read-only home measures again next time; it still works
+        log.warning("cannot record the runtime selection in %s: %s", home, exc)
+    return selection
