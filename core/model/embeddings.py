@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.errors import ModelError
@@ -97,14 +97,21 @@ class EmbeddingCache:
         insert = dialect.insert(Embedding)
         # Another process may have embedded the same photo meanwhile (its vector stands, as
         # it keeps parity); a row of a kind beyond the bound is replaced.
-        accepted = sorted(self.backbone.accepted_kinds)
+        accepted = or_(
+            *(
+                and_(Embedding.runtime == runtime, Embedding.precision == precision)
+                for runtime, precision in (
+                    k.split("/", 1) for k in sorted(self.backbone.accepted_kinds)
+                )
+            )
+        )
         statement = insert.on_conflict_do_update(
             index_elements=[Embedding.sha256, Embedding.backbone_id],
             set_={
                 name: insert.excluded[name]
                 for name in ("dim", "vector", "runtime", "precision", "created_at")
             },
-            where=(Embedding.runtime + "/" + Embedding.precision).not_in(accepted),
+            where=~accepted,
         )
         with self.registry.session() as session:
             session.execute(statement, rows)

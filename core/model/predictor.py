@@ -70,8 +70,8 @@ def check_compatible(artifact: ModelArtifact, backbone: Backbone, *, source: str
         )
 
 
-def load_model(settings: Settings, store: ObjectStore, version: ModelVersion) -> LoadedModel:
-    """Read ``version``'s artifact, verify it, and pair its head with its own backbone."""
+def verified_artifact(store: ObjectStore, version: ModelVersion) -> ModelArtifact:
+    """``version``'s artifact, checked against the registry's checksum, backbone and labels."""
     source = f"Model version {version.id} ({version.object_key})"
     data = store.get(version.object_key)
     if hashlib.sha256(data).hexdigest() != version.artifact_sha256:
@@ -85,16 +85,26 @@ def load_model(settings: Settings, store: ObjectStore, version: ModelVersion) ->
             f"{source}: the file says backbone {artifact.backbone_id!r} and labels "
             f"{artifact.labels}, the registry {version.backbone_id!r} and {version.labels}."
         )
+    return artifact
+
+
+def load_model(settings: Settings, store: ObjectStore, version: ModelVersion) -> LoadedModel:
+    """Read ``version``'s artifact, verify it, and pair its head with its own backbone."""
+    source = f"Model version {version.id} ({version.object_key})"
+    artifact = verified_artifact(store, version)
     head = artifact.head()
-    # The network of the head's own weights, on the fastest runtime that leaves its answers
-    # unchanged on the probe photos.
+    backbone = get_backbone(
+        artifact.backbone_id, settings, weights_sha256=artifact.backbone_weights_sha256
+    )
+    check_compatible(artifact, backbone, source=source)
+    # The head's own network, on the fastest runtime that leaves its answers unchanged on
+    # the probe photos (usually the backbone above).
     backbone = get_backbone(
         artifact.backbone_id,
         settings,
         weights_sha256=artifact.backbone_weights_sha256,
         head=head,
     )
-    check_compatible(artifact, backbone, source=source)
     return LoadedModel(info=summary_of(version), head=head, backbone=backbone)
 
 

@@ -19,12 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
-from PIL import Image
 from sqlalchemy import select
 
 from core.config import Settings
 from core.errors import ClassifiError, TrainingRefused, UnknownLabel
-from core.imaging import decode_stored
 from core.model.artifacts import (
     ModelArtifact,
     next_artifact_key,
@@ -34,10 +32,10 @@ from core.model.artifacts import (
 from core.model.backbone import Backbone
 from core.model.backbones import ensure_export, get_backbone, resolve_backbone_id
 from core.model.embeddings import EmbeddingCache
+from core.model.exports import probe_photos
 from core.model.fitting import fit_head
 from core.model.metrics import HISTORY_KEY, EpochStats, classification_metrics, flat_metrics
 from core.model.predictor import load_model
-from core.model.runtimes.files import PROBE_SIZE
 from core.model.tracking import TrainingRun
 from core.model.versions import champion, get_version, set_champion
 from core.registry import AuditEntry, ModelState, ModelVersion, Photo, PhotoStatus, Registry
@@ -154,12 +152,6 @@ def validation_split(
         validation += [index for _, index in ranked[:held_out]]
         train += [index for _, index in ranked[held_out:]]
     return sorted(train), sorted(validation)
-
-
-def probe_photos(store: ObjectStore, photos: Sequence[LabelledPhotoLike]) -> list[Image.Image]:
-    """Photos for an export's parity probe: spread over ``photos`` (every label)."""
-    step = max(1, len(photos) // PROBE_SIZE)
-    return [decode_stored(store.get(photo.object_key)) for photo in photos[::step][:PROBE_SIZE]]
 
 
 def _embed(

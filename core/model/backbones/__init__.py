@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from PIL import Image
 
@@ -30,16 +31,18 @@ from core.model.backbone import Backbone
 from core.model.head import LinearHead
 from core.model.runtimes import Network, runtime_module
 from core.model.runtimes.files import (
+    EXPORT_COMMAND,
     Export,
     export_backbone,
     export_key,
     file_sha256,
     find_export,
+    latest_export,
     missing_export_error,
     torch_available,
     writable_dir,
 )
-from core.model.runtimes.selection import Selection, select
+from core.model.runtimes.selection import Selection, recorded, select
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +218,37 @@ def get_backbone(
             )
             log.info("backbone %s on %s (%s)", module.ID, candidate.kind, reason)
         return _built[cache_key]
+
+
+def recorded_runtime(
+    settings: Settings, backbone_id: str, weights_sha256: str | None = None
+) -> dict[str, Any]:
+    """What ``backbone_id`` runs on here, and why, as recorded (nothing is measured or
+    loaded): ``{setting, runtime, reason, candidates}``; ``runtime`` is None when not
+    exported or not measured yet. ``weights_sha256`` names a model's own network."""
+    module = backbone_module(backbone_id)
+    answer: dict[str, Any] = {"setting": settings.runtime, "runtime": None, "candidates": []}
+    export = (
+        find_export(
+            settings, module.ID, export_key(module.ID, weights_sha256, module.PREPROCESSING)
+        )
+        if weights_sha256
+        else latest_export(settings, module.ID)
+    )
+    if export is None:
+        answer["reason"] = f"not exported yet: training or `{EXPORT_COMMAND}` exports it"
+        return answer
+    selection = recorded(settings, export, module.PREPROCESSING)
+    if selection is None:
+        answer["reason"] = (
+            "not measured on this machine yet: the first process that embeds measures every "
+            "runtime once"
+        )
+        return answer
+    answer["candidates"] = [candidate.describe() for candidate in selection.candidates]
+    try:
+        chosen, answer["reason"] = selection.choose()
+        answer["runtime"] = chosen.kind
+    except ModelError as exc:
+        answer["reason"] = str(exc)
+    return answer

@@ -50,7 +50,7 @@ INPUT, OUTPUT = "pixels", "embedding"
 PROBE_SIZE = 32
 #: ONNX Runtime fp32 must match torch fp32 this closely on the probe for an export to stand.
 EXPORT_MIN_COSINE = 0.99999
-EXPORT_COMMAND = "classifi export-runtimes"
+EXPORT_COMMAND = "classifi export --format runtimes"
 
 
 def export_key(backbone_id: str, weights_sha256: str, preprocessing: Preprocessing) -> str:
@@ -135,6 +135,23 @@ def find_export(settings: Settings, backbone_id: str, key: str) -> Export | None
         if intact:
             return Export(onnx, record)
         log.warning("ignoring %s: stale or damaged (not the export %s)", onnx, key[:16])
+    return None
+
+
+def latest_export(settings: Settings, backbone_id: str) -> Export | None:
+    """The most recently made intact export of ``backbone_id`` in the search folders."""
+    records = []
+    for folder in search_dirs(settings):
+        for sidecar in folder.glob(f"{backbone_id}-*.json"):
+            if sidecar.name.count(".") == 1:  # not a .selection.json
+                try:
+                    record = json.loads(sidecar.read_text(encoding="utf-8"))
+                    records.append((str(record["created_at"]), str(record["key"])))
+                except (OSError, ValueError, KeyError):
+                    continue
+    for _, key in sorted(records, reverse=True):
+        if (found := find_export(settings, backbone_id, key)) is not None:
+            return found
     return None
 
 

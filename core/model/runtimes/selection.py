@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import Settings
 from core.errors import ModelError
 from core.model.head import LinearHead
 from core.model.preprocessing import Preprocessing
@@ -253,13 +254,12 @@ def select(
 ) -> Selection:
     """The recorded selection for this export and machine, measuring it first if needed."""
     settings = network.settings
+    found = recorded(settings, export, preprocessing)
+    if found is not None:
+        return found
     here = machine(settings.inference_threads)
     inputs, reference = export.probe(preprocessing)
     home = writable_dir(settings)
-    for folder in dict.fromkeys((home, export.onnx.parent)):
-        found = _read(folder, export, setting, here, reference)
-        if found is not None:
-            return found
 
     log.info("measuring the runtimes for %s on this machine (once)", export.stem)
     candidates, outputs = [], {}
@@ -283,3 +283,14 @@ def select(
     except OSError as exc:  # a read-only home measures again next time; it still works
         log.warning("cannot record the runtime selection in %s: %s", home, exc)
     return selection
+
+
+def recorded(settings: Settings, export: Export, preprocessing: Preprocessing) -> Selection | None:
+    """The selection recorded for ``export`` on this machine and setting, without measuring."""
+    _inputs, reference = export.probe(preprocessing)
+    here = machine(settings.inference_threads)
+    for folder in dict.fromkeys((writable_dir(settings), export.onnx.parent)):
+        found = _read(folder, export, settings.runtime, here, reference)
+        if found is not None:
+            return found
+    return None
