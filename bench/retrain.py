@@ -89,12 +89,10 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from core.app import App
     from core.config import load_settings
-    from core.ingest import ingest, read_source
     from core.model.backbones import get_backbone
-    from core.model.training import train_model, training_set, validation_split
-    from core.registry import Registry
-    from core.store import open_store
+    from core.model.training import training_set, validation_split
 
     folders = [folder for folder in sorted(args.dataset.iterdir()) if folder.is_dir()]
     base: list[tuple[str, Path]] = []
@@ -112,34 +110,31 @@ def main() -> None:
         settings = load_settings(
             {}, overrides={"home": root / "home", "backbone": args.backbone, "epochs": args.epochs}
         )
-        registry, store = Registry(settings.registry_url), open_store(settings)
+        app = App(settings, actor="bench")
         backbone = get_backbone(args.backbone, settings)
 
-        ingest(
-            read_source(str(link_photos(base, root / "base")), settings), settings, registry, store
-        )
+        app.ingest(app.list_source(str(link_photos(base, root / "base"))))
         started = time.perf_counter()
-        train_model(settings, registry, store)  # the model in service before the new photos
+        app.train()  # the model in service before the new photos
         first = time.perf_counter() - started
-        ingest(
-            read_source(str(link_photos(new, root / "new")), settings), settings, registry, store
-        )
+        app.ingest(app.list_source(str(link_photos(new, root / "new"))))
 
         passes = backbone.images_embedded
         started = time.perf_counter()
-        cached = train_model(settings, registry, store)
+        cached = app.train()
         cached_s = time.perf_counter() - started
         cached_passes = backbone.images_embedded - passes
 
-        everything = training_set(registry)
+        everything = training_set(app.registry)
         train, validation = validation_split(
             everything, settings.validation_fraction, settings.split_seed
         )
         passes = backbone.images_embedded
         started = time.perf_counter()
-        seed_accuracy = seed_procedure(settings, store, backbone, everything, train, validation)
+        seed_accuracy = seed_procedure(settings, app.store, backbone, everything, train, validation)
         seed_s = time.perf_counter() - started
         seed_passes = backbone.images_embedded - passes
+        app.close()
 
     print(f"backbone {args.backbone}, {len(photos)} photos ({len(new)} new), {args.epochs} epochs")
     print(f"first training (cold cache, {len(base)} photos):   {first:8.2f} s")

@@ -17,16 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.app import App
 from core.config import load_settings
-from core.ingest import ingest, read_source
-from core.loop.policy import retrain_check
-from core.loop.review import approve
-from core.loop.submissions import submit_photo
 from core.model.backbones import get_backbone
-from core.model.predictor import Predictor
-from core.model.training import train_model
-from core.registry import Registry
-from core.store import open_store
+from core.wire import ReviewAction
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dandelion-grass"
 BASE_PER_LABEL = 150
@@ -42,7 +36,7 @@ def main() -> None:
     shutil.rmtree(home, ignore_errors=True)
 
     settings = load_settings({}, overrides={"home": home, "backbone": args.backbone})
-    registry, store = Registry(settings.registry_url), open_store(settings)
+    app = App(settings, actor="bench")
     source = home.parent / f"{home.name}-source"
     shutil.rmtree(source, ignore_errors=True)
     new = []
@@ -54,27 +48,18 @@ def main() -> None:
         new += photos[BASE_PER_LABEL : BASE_PER_LABEL + 5]
 
     started = time.perf_counter()
-    ingest(read_source(str(source), settings), settings, registry, store)
-    train_model(settings, registry, store, actor="bench")
+    app.ingest(app.list_source(str(source)))
+    app.train()
     print(
         f"setup: 300 photos ingested, embedded, champion trained in "
         f"{time.perf_counter() - started:.1f} s"
     )
 
-    predictor = Predictor(settings, registry, store)
     started = time.perf_counter()
     ids = [
-        submit_photo(
-            settings,
-            registry,
-            store,
-            path.read_bytes(),
-            path.parent.name,
-            predictor=predictor,
-        ).photo_id
-        for path in new
+        app.submit(path.read_bytes(), path.parent.name, source=str(path)).photo_id for path in new
     ]
-    approve(settings, registry, store, ids, actor="bench")
+    app.review(ids, ReviewAction.APPROVE)
     print(
         f"10 submissions (each embedded once) and their approval: "
         f"{time.perf_counter() - started:.2f} s"
@@ -83,7 +68,7 @@ def main() -> None:
     backbone = get_backbone(settings.backbone, settings)
     embedded = backbone.images_embedded
     started = time.perf_counter()
-    due = retrain_check(settings, registry, store, actor="bench")
+    due = app.retrain_check()
     due_s = time.perf_counter() - started
     print(
         f"retrain check with {due.new_validated} new photos: {due_s:.2f} s "
@@ -95,14 +80,14 @@ def main() -> None:
     timings = []
     for _ in range(5):
         started = time.perf_counter()
-        idle = retrain_check(settings, registry, store, actor="bench")
+        idle = app.retrain_check()
         timings.append(time.perf_counter() - started)
     assert not idle.due
     print(
         f"no-op retrain check: median {sorted(timings)[2] * 1000:.1f} ms over 5 "
         f"(min {min(timings) * 1000:.1f} ms): {idle.reason}"
     )
-    registry.dispose()
+    app.close()
     if args.home is None:
         shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(source, ignore_errors=True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Passes the test suite on a fresh machine: installs what the tests need, starts the real
-# services they use on 127.0.0.1 (PostgreSQL, an S3 endpoint, Redis), runs pytest, and
-# stops the services by PID, even on failure. Extra arguments go to pytest.
+# Passes the test suite on a fresh machine: installs what the tests need, checks lint and
+# types (ruff, mypy on every package), starts the real services the tests use on 127.0.0.1
+# (PostgreSQL, an S3 endpoint, Redis), runs pytest, and stops the services by PID, even on
+# failure. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen
@@ -24,6 +25,10 @@ if ((${#need[@]})); then
 fi
 
 bash scripts/setup.sh --dev
+
+# A lint or type error fails the run like a failing test, before any service starts.
+.venv/bin/ruff check .
+.venv/bin/mypy
 
 workdir=$(mktemp -d /tmp/classifi-ci.XXXXXX)
 pids=()

@@ -4,6 +4,7 @@ application environment is run natively against real servers with only the hosts
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from core.app import App
 from core.config import load_settings
+from tests.worker.conftest import NEVER, poll
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
@@ -75,7 +78,9 @@ def test_files_the_stack_mounts_or_builds_exist() -> None:
 def test_app_environment_runs_natively_against_real_servers(
     tmp_path: Path, postgres_url: str, s3_endpoint: str, redis_url: str, dataset_dir: Path
 ) -> None:
-    """The compose environment with only the hosts swapped for the real local servers."""
+    """The compose environment with only the hosts swapped for the real local servers: the
+    command line ingests and repairs (under PostgreSQL's advisory lock), and the stack's
+    worker ingests on its schedule through the Redis queue."""
     environment = {key: expand_defaults(value) for key, value in app_environment("worker").items()}
     environment["CLASSIFI_REGISTRY_URL"] = postgres_url
     environment["CLASSIFI_STORE_URL"] = environment["CLASSIFI_STORE_URL"].replace(
@@ -84,27 +89,55 @@ def test_app_environment_runs_natively_against_real_servers(
     environment["CLASSIFI_QUEUE_URL"] = redis_url
     environment["CLASSIFI_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     environment["CLASSIFI_HOME"] = str(tmp_path / "home")
-    manifest = tmp_path / "manifest.csv"
-    rows = [
-        f"{path},{label}"
-        for label in ("dandelion", "grass")
-        for path in sorted((dataset_dir / label).glob("*.jpg"))[:3]
-    ]
-    manifest.write_text("url,label\n" + "\n".join(rows) + "\n")
+
+    def manifest(name: str, photos: slice) -> Path:
+        rows = [
+            f"{path},{label}"
+            for label in ("dandelion", "grass")
+            for path in sorted((dataset_dir / label).glob("*.jpg"))[photos]
+        ]
+        path = tmp_path / name
+        path.write_text("url,label\n" + "\n".join(rows) + "\n")
+        return path
 
     def classifi(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "classifi", *args],
+            cwd=REPO_ROOT,
             env={"PATH": "/usr/bin:/bin", **environment},
             capture_output=True,
             text=True,
             timeout=300,
         )
 
-    ingest = classifi("ingest", str(manifest))
+    ingest = classifi("ingest", str(manifest("first.csv", slice(0, 3))))
     assert ingest.returncode == 0, ingest.stderr
     status = classifi("status", "--json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert "postgresql" in json.dumps(report) and "s3://image-dandelion-grass" in json.dumps(report)
     assert report["photos"]["by_label"] == {"dandelion": 3, "grass": 3}
+    repair = classifi("doctor", "--repair")
+    assert repair.returncode == 0, repair.stderr
+
+    scheduled = manifest("scheduled.csv", slice(3, 5))
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "classifi", "worker"],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            **environment,
+            "CLASSIFI_INGEST_SOURCES": str(scheduled),
+            "CLASSIFI_INGEST_SCHEDULE": "* * * * *",
+            "CLASSIFI_RETRAIN_SCHEDULE": NEVER,
+        },
+        stderr=log.open("wb"),
+    )
+    with App(load_settings(environment), actor="test") as app:
+        try:
+            poll(lambda: app.status()["photos"]["total"] == 10, "the scheduled ingest", [worker])
+        finally:
+            worker.send_signal(signal.SIGINT)
+            code = worker.wait(timeout=120)
+    assert code == 0, log.read_text()[-2000:]

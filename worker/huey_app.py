@@ -21,19 +21,19 @@ QUEUE_NAME = "classifi"
 CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
 
-def create_huey(settings: Settings, *, immediate: bool = False) -> Huey:
-    """SqliteHuey on a file, or RedisHuey (with expiring results and lock TTLs) on Redis."""
+def create_huey(settings: Settings) -> Huey:
+    """SqliteHuey on a file, or RedisExpireHuey on Redis."""
     url = settings.queue_url
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss", "unix"):
-        # The expiring storage is the Redis one whose locks honour a TTL on any Redis version.
-        return RedisExpireHuey(QUEUE_NAME, url=url, utc=False, immediate=immediate)
+        # Results expire, so those nobody reads do not pile up in a shared Redis.
+        return RedisExpireHuey(QUEUE_NAME, url=url, utc=False)
     if scheme == "sqlite":
         path = Path(unquote(urlsplit(url).path))
         if not str(path).strip("/"):
             raise ConfigError(f"Queue URL {url!r} names no file: use sqlite:////path/queue.db.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey(QUEUE_NAME, filename=str(path), utc=False, immediate=immediate)
+        return SqliteHuey(QUEUE_NAME, filename=str(path), utc=False)
     raise ConfigError(
         f"Unsupported queue URL {url!r} (setting queue_url): use sqlite:////path/queue.db "
         "or redis://host:6379/0."

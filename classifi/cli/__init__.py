@@ -5,18 +5,22 @@ Subcommands load lazily so that ``classifi --help`` answers at once, without imp
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import importlib.util
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core.config import Settings, load_settings
 from core.errors import ClassifiError
+
+if TYPE_CHECKING:
+    from core.app import App
 
 # name -> (module, one-line help). Each module defines a click command or group named `command`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -77,6 +81,25 @@ def settings_of(ctx: click.Context) -> Settings:
     """The settings built once by the top-level group."""
     settings: Settings = ctx.find_root().obj
     return settings
+
+
+def os_actor() -> str:
+    """The OS user who runs the command: the name its decisions are audited under."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. a bare container)
+        return "unknown-user"
+
+
+def app_of(ctx: click.Context, **overrides: Any) -> App:
+    """The application for this command, acting for the OS user, closed when the command
+    ends. ``overrides`` change settings for this command only (``classifi train --epochs``)."""
+    from core.app import App  # the stores' libraries load only when a command needs them
+
+    settings = settings_of(ctx)
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    return ctx.with_resource(App(settings, actor=os_actor()))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

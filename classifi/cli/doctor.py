@@ -5,15 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-from huey.exceptions import TaskLockedException
 from rich.console import Console
 from rich.table import Table
 
-from classifi.cli import settings_of
-from classifi.cli._loop import echo_json, services
-from core.errors import Conflict
-from core.loop.doctor import check_consistency
-from worker.tasks import build_tasks
+from classifi.cli import app_of
+from classifi.cli._output import echo_json
 
 
 @click.command(
@@ -21,28 +17,15 @@ from worker.tasks import build_tasks
     help="""Check bucket/registry consistency: unfinished moves, rows without objects,
     objects without rows, misplaced photos, damaged or orphan model files, stray temporary
     files, interrupted retrains. With --repair, fix what can be fixed. Exit code 1 when
-    problems remain.
+    problems remain. A repair holds the maintenance lock: while a retrain runs, it stops
+    with an error that names the retrain.
     """,
 )
 @click.option("--repair", is_flag=True, help="Repair what can be repaired.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def command(ctx: click.Context, repair: bool, as_json: bool) -> None:
-    settings = settings_of(ctx)
-    registry, store = services(settings)
-    if repair:
-        # Repairs must not race a retrain's moves and model files: hold its lock.
-        tasks = build_tasks(settings)
-        try:
-            with tasks.retrain_lock():
-                report = check_consistency(settings, registry, store, repair=True)
-        except TaskLockedException:
-            raise Conflict(
-                "A retrain holds the lock; repair once it has finished (`classifi "
-                "retrain-check --break-lock` clears a lock left by a killed process)."
-            ) from None
-    else:
-        report = check_consistency(settings, registry, store)
+    report = app_of(ctx).doctor(repair=repair)
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from classifi.cli import settings_of
-from core.ingest import DEFAULT_SOURCE, IngestReport, ProgressCallback, ingest, read_source
-from core.registry import Registry
-from core.store import open_store
+from classifi.cli import app_of
+from classifi.cli._output import echo_json, progress_bars
+from core.ingest import DEFAULT_SOURCE, IngestReport
 
 MAX_LISTED_SKIPS = 20
-
-
-@contextmanager
-def _progress_bar(console: Console) -> Iterator[ProgressCallback | None]:
-    """A rich bar on a terminal; nothing when the output is a pipe or a file."""
-    if not console.is_terminal:
-        yield None
-        return
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("Ingesting", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _print_summary(console: Console, report: IngestReport) -> None:
@@ -71,13 +53,11 @@ def _print_summary(console: Console, report: IngestReport) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.pass_context
 def command(ctx: click.Context, source: str, as_json: bool) -> None:
-    settings = settings_of(ctx)
-    listing = read_source(source, settings)  # a bad source fails before any store is opened
-    registry = Registry(settings.registry_url)
-    store = open_store(settings)
-    with _progress_bar(Console(stderr=True)) as progress:
-        report = ingest(listing, settings, registry, store, progress=progress)
+    app = app_of(ctx)
+    listing = app.list_source(source)  # a bad source fails before any store is opened
+    with progress_bars() as update:
+        report = app.ingest(listing, progress=lambda done, total: update("Ingesting", done, total))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        echo_json(report.to_dict())
     else:
         _print_summary(Console(), report)

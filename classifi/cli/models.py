@@ -6,10 +6,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from classifi.cli import settings_of
-from classifi.cli._loop import echo_json, os_actor, services
-from core.loop.models_admin import champion_history, list_models, promote, rollback
-from core.model.versions import ModelSummary
+from classifi.cli import app_of
+from classifi.cli._output import echo_json
+from core.wire import ModelSummary
 
 
 @click.group("models", help="List model versions, promote one by hand, or roll back.")
@@ -26,8 +25,7 @@ def _accuracy(summary: ModelSummary) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per version.")
 @click.pass_context
 def list_command(ctx: click.Context, as_json: bool) -> None:
-    registry, _ = services(settings_of(ctx))
-    models = list_models(registry)
+    models = app_of(ctx).versions()
     if as_json:
         echo_json([model.to_dict() for model in models])
         return
@@ -55,9 +53,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new champion as JSON.")
 @click.pass_context
 def promote_command(ctx: click.Context, version: int, reason: str | None, as_json: bool) -> None:
-    settings = settings_of(ctx)
-    registry, store = services(settings)
-    chosen = promote(settings, registry, store, version, actor=os_actor(), reason=reason)
+    chosen = app_of(ctx).promote(version, reason=reason)
     if as_json:
         echo_json(chosen.to_dict())
     else:
@@ -68,9 +64,7 @@ def promote_command(ctx: click.Context, version: int, reason: str | None, as_jso
 @click.option("--json", "as_json", is_flag=True, help="Print the new champion as JSON.")
 @click.pass_context
 def rollback_command(ctx: click.Context, as_json: bool) -> None:
-    settings = settings_of(ctx)
-    registry, store = services(settings)
-    chosen = rollback(settings, registry, store, actor=os_actor())
+    chosen = app_of(ctx).rollback()
     if as_json:
         echo_json(chosen.to_dict())
     else:
@@ -81,8 +75,7 @@ def rollback_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per period.")
 @click.pass_context
 def history_command(ctx: click.Context, as_json: bool) -> None:
-    registry, _ = services(settings_of(ctx))
-    periods = champion_history(registry)
+    periods = app_of(ctx).champion_history()
     if as_json:
         echo_json([period.to_dict() for period in periods])
         return

@@ -3,72 +3,37 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from classifi.cli import settings_of
-from core.errors import InvalidImage
-from core.imaging import check_photo
-from core.ingest import PHOTO_SUFFIXES
-from core.model.prediction import Prediction
-from core.model.predictor import Predictor
-from core.registry import Registry
-from core.store import open_store
+from classifi.cli import app_of
+from classifi.cli._output import progress_bars
+from core.errors import ClassifiError, InvalidImage
+from core.imaging import find_photos, read_photo_file
+from core.wire import Prediction
 
 
-def photo_paths(paths: Sequence[Path]) -> Iterator[Path]:
-    """Files as given; folders walked recursively for image files, in sorted order."""
-    for path in paths:
-        if path.is_dir():
-            yield from sorted(
-                found
-                for found in path.rglob("*")
-                if found.is_file() and found.suffix.lower() in PHOTO_SUFFIXES
-            )
-        else:
-            yield path
-
-
-@contextmanager
-def _progress_bar(console: Console, total: int) -> Iterator[Callable[[int], None]]:
-    """A transient rich bar on a terminal (lines print above it); a no-op otherwise."""
-    if not console.is_terminal:
-        yield lambda _count: None
-        return
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("Classifying", total=total)
-        yield lambda count: bar.update(task, advance=count)
-
-
-def _batches(paths: Iterator[Path], size: int) -> Iterator[list[Path]]:
-    batch: list[Path] = []
-    for path in paths:
-        batch.append(path)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
+def _batches(paths: Sequence[Path], size: int) -> Iterator[list[Path]]:
+    iterator = iter(paths)
+    while batch := list(islice(iterator, size)):
         yield batch
 
 
-def _prediction_line(path: Path, prediction: Prediction, as_json: bool) -> str:
+def _line(path: Path, outcome: Prediction | ClassifiError, as_json: bool) -> str:
+    if isinstance(outcome, ClassifiError):
+        if as_json:
+            return json.dumps({"path": str(path), "error": str(outcome)})
+        return f"{path}\tERROR\t{outcome}"
     if as_json:
-        return json.dumps({"path": str(path), **prediction.to_dict()})
-    probabilities = " ".join(f"{k}={v:.3f}" for k, v in prediction.probabilities.items())
+        return json.dumps({"path": str(path), **outcome.to_dict()})
+    probabilities = " ".join(f"{k}={v:.3f}" for k, v in outcome.probabilities.items())
     return (
-        f"{path}\t{prediction.label}\t{prediction.confidence:.3f}\t{probabilities}\t"
-        f"v{prediction.model_version} ({prediction.backbone})"
+        f"{path}\t{outcome.label}\t{outcome.confidence:.3f}\t{probabilities}\t"
+        f"v{outcome.model_version} ({outcome.backbone})"
     )
-
-
-def _error_line(path: Path, error: str, as_json: bool) -> str:
-    return json.dumps({"path": str(path), "error": error}) if as_json else f"{path}\tERROR\t{error}"
 
 
 @click.command(
@@ -93,32 +58,29 @@ def _error_line(path: Path, error: str, as_json: bool) -> str:
 def command(
     ctx: click.Context, paths: tuple[Path, ...], as_json: bool, batch_size: int | None
 ) -> None:
-    settings = settings_of(ctx)
-    batch_size = batch_size or settings.embed_batch_size
-    predictor = Predictor(settings, Registry(settings.registry_url), open_store(settings))
-    predictor.ensure_loaded()  # no model: fail before reading any photo
-
-    files = list(photo_paths(paths))
+    app = app_of(ctx)
+    app.load_model()  # no model: fail before reading any photo
+    files = find_photos(paths)
     if not files:
         raise click.ClickException(f"No image files in {', '.join(map(str, paths))}.")
-    failed = 0
-    with _progress_bar(Console(stderr=True), len(files)) as advance:
-        for batch in _batches(iter(files), batch_size):
-            lines: dict[Path, str] = {}
-            readable, images = [], []
+    failed = done = 0
+    with progress_bars() as update:
+        update("Classifying", done, len(files))
+        for batch in _batches(files, batch_size or app.settings.embed_batch_size):
+            outcomes: dict[Path, Prediction | ClassifiError] = {}
+            readable: dict[Path, bytes] = {}
             for path in batch:
                 try:
-                    images.append(check_photo(path.read_bytes(), settings).image)
-                    readable.append(path)
-                except (OSError, InvalidImage) as exc:
-                    failed += 1
-                    lines[path] = _error_line(path, str(exc), as_json)
-            if images:
-                for path, prediction in zip(readable, predictor.predict(images), strict=True):
-                    lines[path] = _prediction_line(path, prediction, as_json)
+                    readable[path] = read_photo_file(path)
+                except InvalidImage as exc:
+                    outcomes[path] = exc
+            outcomes.update(zip(readable, app.classify(list(readable.values())), strict=True))
             for path in batch:  # in the order given
-                click.echo(lines[path])
-            advance(len(batch))
+                if isinstance(outcomes[path], ClassifiError):
+                    failed += 1
+                click.echo(_line(path, outcomes[path], as_json))
+            done += len(batch)
+            update("Classifying", done, len(files))
     if failed:
         click.echo(f"{failed} of {len(files)} photos could not be classified.", err=True)
         ctx.exit(1)

@@ -6,9 +6,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from classifi.cli import settings_of
-from classifi.cli._loop import echo_json, os_actor, services
-from core.loop.review import ReviewDecision, approve, list_pending, reject, undo_last
+from classifi.cli import app_of
+from classifi.cli._output import echo_json
+from core.wire import ReviewAction, ReviewDecision
 
 
 @click.group("review", help="List, approve, correct or reject pending submissions (admin).")
@@ -21,8 +21,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per photo.")
 @click.pass_context
 def list_command(ctx: click.Context, limit: int | None, as_json: bool) -> None:
-    registry, _ = services(settings_of(ctx))
-    pending = list_pending(registry, limit=limit)
+    pending = app_of(ctx).pending(limit=limit)
     if as_json:
         echo_json([photo.to_dict() for photo in pending])
         return
@@ -67,9 +66,7 @@ def _show(decisions: list[ReviewDecision], as_json: bool) -> None:
 def approve_command(
     ctx: click.Context, photo_ids: tuple[int, ...], label: str | None, as_json: bool
 ) -> None:
-    settings = settings_of(ctx)
-    registry, store = services(settings)
-    _show(approve(settings, registry, store, photo_ids, actor=os_actor(), label=label), as_json)
+    _show(app_of(ctx).review(photo_ids, ReviewAction.APPROVE, label), as_json)
 
 
 @command.command("reject", help="Reject pending photos (by id): they never train.")
@@ -77,15 +74,11 @@ def approve_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
 @click.pass_context
 def reject_command(ctx: click.Context, photo_ids: tuple[int, ...], as_json: bool) -> None:
-    settings = settings_of(ctx)
-    registry, store = services(settings)
-    _show(reject(settings, registry, store, photo_ids, actor=os_actor()), as_json)
+    _show(app_of(ctx).review(photo_ids, ReviewAction.REJECT), as_json)
 
 
 @command.command("undo", help="Undo your last review decision: the photo is pending again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.pass_context
 def undo_command(ctx: click.Context, as_json: bool) -> None:
-    settings = settings_of(ctx)
-    registry, store = services(settings)
-    _show([undo_last(settings, registry, store, actor=os_actor())], as_json)
+    _show(app_of(ctx).undo(), as_json)

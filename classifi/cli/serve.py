@@ -8,7 +8,7 @@ import tempfile
 
 import click
 
-from classifi.cli import settings_of
+from classifi.cli import os_actor, settings_of
 
 HELP = """Run the edge server: REST API, health checks and Prometheus metrics.
 
@@ -55,12 +55,10 @@ def command(
     # Validated like every other source of settings (a bad port is refused the same way).
     settings = type(base)(**{**base.model_dump(), **{k: v for k, v in changes.items() if v}})
 
-    from core.auth import ensure_admin_token
-    from core.registry import Registry
+    from core.app import App
 
-    registry = Registry(settings.registry_url)
-    token = ensure_admin_token(registry)
-    registry.dispose()
+    with App(settings, actor=os_actor()) as app:  # closed before gunicorn forks its workers
+        token = app.ensure_admin_token()
     if token is not None:
         click.secho("A new admin token was generated. It is shown only this once:", bold=True)
         click.echo(f"  {token}")

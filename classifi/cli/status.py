@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from classifi.cli import settings_of
-from core.registry import PhotoStatus, Registry
-from core.status import status_report
+from classifi.cli import app_of
+from classifi.cli._output import echo_json
+from core.wire import PhotoStatus
 
 
 def _print_status(console: Console, report: dict[str, Any]) -> None:
@@ -48,6 +47,8 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
             f"accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, "
             f"created {champion['created_at']}"
         )
+    if report["maintenance_lock"] is not None:
+        console.print(f"Maintenance lock held: {report['maintenance_lock']}.")
 
 
 @click.command(
@@ -65,14 +66,14 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
                    by_label_and_status: {label: {status: n}}}
                   (photos without a label yet count under "unlabelled")
       champion    null, or {version, backbone, accuracy, created_at, promoted_at}
+      maintenance_lock  null, or who holds it: "retrain by pid N on HOST since T"
     """,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")
 @click.pass_context
 def command(ctx: click.Context, as_json: bool) -> None:
-    settings = settings_of(ctx)
-    report = status_report(settings, Registry(settings.registry_url))
+    report = app_of(ctx).status()
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        echo_json(report)
     else:
         _print_status(Console(), report)

@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from classifi.cli import settings_of
-from classifi.cli._loop import echo_json, os_actor, services
-from core.loop.submissions import submit_photo
+from classifi.cli import app_of
+from classifi.cli._output import echo_json
 
 
 @click.command(
@@ -30,16 +29,9 @@ from core.loop.submissions import submit_photo
 def command(
     ctx: click.Context, path: Path, label: str, submitted_by: str | None, as_json: bool
 ) -> None:
-    settings = settings_of(ctx)
-    registry, store = services(settings)
-    result = submit_photo(
-        settings,
-        registry,
-        store,
-        path.read_bytes(),
-        label,
-        source=str(path.resolve()),
-        submitted_by=submitted_by or os_actor(),
+    app = app_of(ctx)
+    result = app.submit(
+        path.read_bytes(), label, source=str(path.resolve()), submitted_by=submitted_by or app.actor
     )
     if as_json:
         echo_json(result.to_dict())

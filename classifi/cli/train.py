@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from classifi.cli import settings_of
-from classifi.cli._loop import training_progress
+from classifi.cli import app_of
+from classifi.cli._output import echo_json, training_progress
 from core.config import Settings
 from core.model.tracking import ui_command
-from core.model.training import TrainingResult, train_model
-from core.registry import Registry
-from core.store import open_store
+
+if TYPE_CHECKING:
+    from core.model.training import TrainingResult
 
 
 def _format(value: float | None) -> str:
@@ -85,17 +85,14 @@ def _print_summary(console: Console, result: TrainingResult, settings: Settings)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.pass_context
 def command(ctx: click.Context, backbone_id: str | None, epochs: int | None, as_json: bool) -> None:
-    settings = settings_of(ctx)
-    overrides = {"backbone": backbone_id, "epochs": epochs}
-    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    registry = Registry(settings.registry_url)
-    store = open_store(settings)
+    # The setting, not App.train's backbone_id, so that "auto" is resolved as the setting is.
+    app = app_of(ctx, **({"backbone": backbone_id} if backbone_id else {}))
     with training_progress() as progress:
-        result = train_model(settings, registry, store, progress=progress, actor="cli")
+        result = app.train(epochs=epochs, progress=progress)
     if as_json:
         payload = asdict(result)
         del payload["validation_photos"]  # the split is summarised by validation_size
-        payload["mlflow_ui"] = ui_command(settings)
-        click.echo(json.dumps(payload, indent=2))
+        payload["mlflow_ui"] = ui_command(app.settings)
+        echo_json(payload)
     else:
-        _print_summary(Console(), result, settings)
+        _print_summary(Console(), result, app.settings)

@@ -11,7 +11,7 @@ from classifi.cli import settings_of
     "worker",
     help="""Run the worker until stopped: the retrain check on retrain_schedule (default
     Saturday 00:00), ingest of ingest_sources on ingest_schedule (off by default), and the
-    retrain and re-embed jobs the edge server and the desktop enqueue.
+    retrains the edge server and the desktop enqueue.
 
     The queue is settings.queue_url: a SQLite file by default, Redis for several workers.
     Ctrl-C (SIGINT) lets running tasks finish; SIGTERM stops at once. Either way an

@@ -67,6 +67,11 @@ class _Lazy:
             value: T = self._values[name]
             return value
 
+    def built(self, name: str) -> Any | None:
+        """The value if it has been built, without building it."""
+        with self._lock:
+            return self._values.get(name)
+
     def pop_all(self) -> dict[str, Any]:
         with self._lock:
             values, self._values = self._values, {}
@@ -252,15 +257,22 @@ class App:
         chosen = promote(
             self.settings, self.registry, self.store, version, actor=self.actor, reason=reason
         )
-        self.predictor.refresh(force=True)
+        self._serve_new_champion()
         return chosen
 
     def rollback(self) -> ModelSummary:
         from core.loop.models_admin import rollback
 
         chosen = rollback(self.settings, self.registry, self.store, actor=self.actor)
-        self.predictor.refresh(force=True)
+        self._serve_new_champion()
         return chosen
+
+    def _serve_new_champion(self) -> None:
+        # Only a process that classifies has a model to swap: a command line that promotes
+        # loads none (a predictor opened later loads the champion of that time).
+        predictor: Predictor | None = self._opened.built("predictor")
+        if predictor is not None:
+            predictor.refresh(force=True)
 
     # --- Data and training -----------------------------------------------------------------
     def list_source(self, source: str) -> Listing:

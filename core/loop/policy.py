@@ -85,7 +85,7 @@ def retrain_check(
 ) -> RetrainOutcome:
     """Retrain and gate when due; otherwise record why not. Resumes an interrupted run first.
 
-    Only one check may run at a time: the worker and the CLI hold the worker's retrain lock.
+    Only one check may run at a time: callers hold the maintenance lock (App.retrain_check).
     """
     resume_moves(registry, store, checkpoint=checkpoint)
     with registry.session() as session:

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.config import load_settings
-from core.store import open_store
-from tests.ingest.test_ingest import assert_consistent, registered
+from tests.ingest.test_ingest import assert_consistent, registered, store_of
 
 SCRIPT = Path(sys.executable).with_name("classifi")
 CLASSIFI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "classifi"]
@@ -113,7 +112,7 @@ def test_a_killed_ingest_is_completed_by_the_next_run(tmp_path: Path, dataset_di
     # (A write cut short leaves only an invisible .tmp-*.part file, never a partial object.)
     rows = registered(settings)
     assert len(rows) == killed_at
-    store = open_store(settings)
+    store = store_of(settings)
     visible = list(store.list())
     assert {row.object_key for row in rows} <= set(visible)
     for key in visible:

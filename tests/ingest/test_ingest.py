@@ -11,23 +11,31 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from core.app import App
 from core.config import Settings
 from core.errors import SourceError
-from core.ingest import DEFAULT_PER_LABEL, IngestReport, default_entries, ingest, read_source
-from core.registry import Photo, PhotoStatus, Registry
-from core.store import open_store
+from core.ingest import IngestReport, ProgressCallback, read_source
+from core.ingest.sources import DEFAULT_PER_LABEL, default_entries
+from core.registry import Photo, PhotoStatus
+from core.store import ObjectStore
 from tests.ingest.conftest import PIXEL_LIMIT
 from tests.services import free_port
 
 
-def run_ingest(source: Path | str, settings: Settings) -> IngestReport:
-    listing = read_source(str(source), settings)
-    return ingest(listing, settings, Registry(settings.registry_url), open_store(settings))
+def run_ingest(
+    source: Path | str, settings: Settings, progress: ProgressCallback | None = None
+) -> IngestReport:
+    with App(settings, actor="test") as app:
+        return app.ingest(app.list_source(str(source)), progress=progress)
 
 
 def registered(settings: Settings) -> list[Photo]:
-    with Registry(settings.registry_url).session() as session:
+    with App(settings, actor="test") as app, app.registry.session() as session:
         return list(session.scalars(select(Photo).order_by(Photo.id)))
+
+
+def store_of(settings: Settings) -> ObjectStore:
+    return App(settings, actor="test").store
 
 
 def sha256_file(path: Path) -> str:
@@ -36,7 +44,7 @@ def sha256_file(path: Path) -> str:
 
 def assert_consistent(settings: Settings) -> None:
     """Every row has its object, every object its row, and each object is complete."""
-    store = open_store(settings)
+    store = store_of(settings)
     rows = registered(settings)
     keys = list(store.list("raw/"))
     assert sorted(row.object_key for row in rows) == keys
@@ -64,12 +72,8 @@ def test_the_shared_photos_are_ingested_once(
 ) -> None:
     progress: list[tuple[int, int]] = []
 
-    report = ingest(
-        read_source(str(dataset_dir), any_settings),
-        any_settings,
-        Registry(any_settings.registry_url),
-        open_store(any_settings),
-        progress=lambda done, total: progress.append((done, total)),
+    report = run_ingest(
+        dataset_dir, any_settings, lambda done, total: progress.append((done, total))
     )
 
     assert (report.added, report.already_present, report.skipped) == (340, 0, [])
@@ -80,7 +84,7 @@ def test_the_shared_photos_are_ingested_once(
         "dandelion": 170,
         "grass": 170,
     }
-    store = open_store(any_settings)
+    store = store_of(any_settings)
     for label, paths in dataset_photos.items():
         expected = {sha256_file(path): str(path.resolve()) for path in paths}
         for row in by_label[label]:
@@ -95,7 +99,7 @@ def test_the_shared_photos_are_ingested_once(
 
     assert (again.added, again.already_present, again.skipped) == (0, 340, [])
     assert len(registered(any_settings)) == 340
-    assert len(list(open_store(any_settings).list())) == 340
+    assert len(list(store.list())) == 340
 
 
 def test_each_bad_file_is_skipped_with_its_reason(
@@ -264,4 +268,4 @@ def test_downloads_are_bounded_in_size_and_time(
     assert "max_upload_bytes" in report.skipped[0].message
     assert "download_timeout_s" in report.skipped[2].message
     assert registered(settings) == []
-    assert list(open_store(settings).list()) == []
+    assert list(store_of(settings).list()) == []

@@ -1,27 +1,27 @@
-"""The Huey worker: instance from settings, cron schedules, the retrain lock, the periodic
-check, two real worker processes on one Redis, and graceful stops."""
+"""The Huey worker: instance from settings, cron schedules, the periodic retrain check and
+ingest (run for real by a worker process), two real workers on one Redis, graceful stops."""
 
 from __future__ import annotations
 
-import os
+import shutil
 import signal
-import subprocess
-import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from huey import RedisExpireHuey, SqliteHuey
+from sqlalchemy import func, select
 
+from core.app import App
 from core.errors import ConfigError
 from core.model.versions import list_versions
+from core.registry import Photo, PhotoStatus
 from tests.installation import System
 from tests.loop.conftest import submit_and_approve
+from tests.worker.conftest import poll, start_worker
 from worker.huey_app import create_huey, parse_cron
-from worker.tasks import build_tasks, enqueue_retrain, task_result
+from worker.tasks import STOOD_DOWN, build_tasks, enqueue_retrain, ingest_sources, task_result
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SATURDAY_MIDNIGHT = datetime(2026, 11, 28, 0, 0)
 
 
@@ -57,6 +57,61 @@ def test_scheduled_ingest_is_registered_only_when_configured(make_settings, data
     assert names == {"scheduled_ingest"}
 
 
+def label_folders(root: Path, photos: dict[str, list[Path]], count: int) -> Path:
+    """A folder source: ``count`` shared photos per label, in one sub-folder per label."""
+    for label, paths in photos.items():
+        (root / label).mkdir(parents=True)
+        for path in paths[:count]:
+            shutil.copy(path, root / label / path.name)
+    return root
+
+
+def test_a_missing_source_does_not_stop_the_others(
+    make_settings, tmp_path: Path, dataset_photos: dict[str, list[Path]]
+) -> None:
+    source = label_folders(tmp_path / "source", dataset_photos, 1)
+    missing = tmp_path / "unmounted"
+    settings = make_settings(ingest_sources=(str(missing), str(source)))
+    with App(settings, actor="worker") as app:
+        reports = ingest_sources(app)
+    assert "does not exist" in reports[str(missing)]["error"]
+    assert reports[str(source)]["added"] == 2
+
+
+def trained_photos(app: App) -> int:
+    with app.registry.session() as session:
+        query = select(func.count()).select_from(Photo).where(Photo.status == PhotoStatus.TRAINED)
+        return int(session.scalar(query) or 0)
+
+
+@pytest.mark.slow
+def test_a_worker_ingests_its_sources_on_schedule(
+    make_settings, tmp_path: Path, dataset_photos: dict[str, list[Path]]
+) -> None:
+    """The periodic ingest, run by a real worker: every minute, as a user would set it."""
+    source = label_folders(tmp_path / "source", dataset_photos, 3)
+    settings = make_settings(ingest_sources=(str(source),), ingest_schedule="* * * * *")
+    log = tmp_path / "worker.log"
+    with App(settings, actor="test") as app:
+        assert trained_photos(app) == 0  # the registry exists before the worker opens it
+        worker = start_worker(
+            settings.home,
+            log,
+            queue_url=settings.queue_url,
+            ingest_sources=str(source),
+            ingest_schedule="* * * * *",
+        )
+        try:
+            # The scheduler checks the periodic tasks when it starts, then every minute.
+            poll(lambda: trained_photos(app) == 6, "the scheduled ingest", [worker], timeout=180)
+        finally:
+            worker.send_signal(signal.SIGINT)
+            code = worker.wait(timeout=120)
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    assert f"scheduled ingest of {source}: 6 added" in text
+
+
 @pytest.mark.slow
 def test_the_weekly_check_fires_on_saturday_midnight(make_system, fresh_photos) -> None:
     system: System = make_system()
@@ -67,51 +122,9 @@ def test_the_weekly_check_fires_on_saturday_midnight(make_system, fresh_photos) 
     assert [task.name for task in due] == ["retrain_check"]
 
     outcome = tasks.huey.execute(due[0])  # what a worker does with the scheduled task
+    tasks.app.close()
     assert outcome["due"] and outcome["new_validated"] == 10
     assert outcome["candidate_version"] == list_versions(system.registry)[0].id
-
-
-@pytest.mark.slow
-def test_a_held_lock_makes_a_retrain_stand_down(make_system) -> None:
-    system: System = make_system()
-    tasks = build_tasks(system.settings, immediate=True)
-    with tasks.retrain_lock():
-        outcome = tasks.retrain(force=True, actor="test").get()
-    assert outcome["locked"] and not outcome["due"]
-    assert len(list_versions(system.registry)) == 1
-    outcome = tasks.retrain(force=True, actor="test").get()
-    assert outcome["due"] and len(list_versions(system.registry)) == 2
-
-
-def start_worker(settings_home: Path, queue_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "CLASSIFI_HOME": str(settings_home),
-        "CLASSIFI_BACKBONE": "efficientnet_lite0",
-        "CLASSIFI_QUEUE_URL": queue_url,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "classifi", "worker", "--workers", "2"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-
-
-def wait_for_results(
-    settings, ids: list[str], workers: list[subprocess.Popen[bytes]]
-) -> list[dict]:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if any(worker.poll() is not None for worker in workers):
-            raise RuntimeError("a worker exited before the retrains finished (see its log)")
-        results = [task_result(settings, task_id) for task_id in ids]
-        if all(result is not None for result in results):
-            return results  # type: ignore[return-value]
-        time.sleep(0.5)
-    raise TimeoutError("the workers did not finish the retrains")
 
 
 @pytest.mark.slow
@@ -121,18 +134,31 @@ def test_two_workers_on_one_redis_retrain_once(make_system, redis_url: str, tmp_
     system.registry.dispose()
     # Both retrains are queued before either worker starts, so each worker takes one.
     ids = [enqueue_retrain(system.settings, actor=f"user{n}") for n in (1, 2)]
-    workers = [
-        start_worker(system.settings.home, redis_url, tmp_path / f"worker{n}.log") for n in (1, 2)
-    ]
+    logs = [tmp_path / f"worker{n}.log" for n in (1, 2)]
+    workers = [start_worker(system.settings.home, log, queue_url=redis_url) for log in logs]
     try:
-        results = wait_for_results(system.settings, ids, workers)
+        poll(
+            lambda: all(task_result(system.settings, task_id) for task_id in ids),
+            "both retrains finished",
+            workers,
+            timeout=600,
+        )
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGINT)
         codes = [worker.wait(timeout=120) for worker in workers]
-    assert sorted(bool(result.get("locked")) for result in results) == [False, True], results
+    results = [task_result(system.settings, task_id) or {} for task_id in ids]
+    stood_down = sorted(result["reason"].startswith(STOOD_DOWN) for result in results)
+    assert stood_down == [False, True], results
     assert len(list_versions(system.registry)) == 2  # the champion and one candidate
-    assert codes == [0, 0], [(tmp_path / f"worker{n}.log").read_text()[-2000:] for n in (1, 2)]
+    assert codes == [0, 0], [log.read_text()[-2000:] for log in logs]
+
+
+def signal_handlers_installed(pid: int) -> bool:
+    """The consumer catches SIGTERM once it has installed its handlers (Python does not)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))[7:], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
 
 
 @pytest.mark.slow
@@ -140,12 +166,9 @@ def test_two_workers_on_one_redis_retrain_once(make_system, redis_url: str, tmp_
 def test_the_worker_stops_on_a_signal(make_settings, tmp_path, stop: signal.Signals) -> None:
     settings = make_settings()
     log = tmp_path / "worker.log"
-    worker = start_worker(settings.home, settings.queue_url, log)
+    worker = start_worker(settings.home, log, queue_url=settings.queue_url)
     try:
-        deadline = time.monotonic() + 120
-        while b"Huey consumer started" not in log.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1)  # the consumer installs its signal handlers just after that line
+        poll(lambda: signal_handlers_installed(worker.pid), "the consumer started", [worker])
         worker.send_signal(stop)
         code = worker.wait(timeout=120)
     finally:
