@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("classifi.cli.serve", "Run the edge server (REST API, health, metrics)."),
     "admin-token": ("classifi.cli.admin_token", "Manage the edge server's admin token."),
     "desktop": ("classifi.cli.desktop", "Open the desktop app."),
+    "export": ("classifi.cli.export", "Export a model as ONNX, or the backbone files to ship."),
 }
 
 
