@@ -29,7 +29,7 @@ from core.config import Settings
 from core.errors import ConfigError, ModelError
 from core.model.backbone import Backbone
 from core.model.head import LinearHead
-from core.model.runtimes import Network, runtime_module
+from core.model.runtimes import Network, installed, runtime_module
 from core.model.runtimes.files import (
     EXPORT_COMMAND,
     Export,
@@ -39,7 +39,6 @@ from core.model.runtimes.files import (
     find_export,
     latest_export,
     missing_export_error,
-    torch_available,
     writable_dir,
 )
 from core.model.runtimes.selection import Selection, recorded, select
@@ -154,7 +153,7 @@ def ensure_export(
         if found is None and key in _exports and _exports[key].onnx.is_file():
             found = _copy_export(_exports[key], writable_dir(settings))
         if found is None:
-            if not torch_available():
+            if not installed("torch"):
                 raise missing_export_error(settings, module.ID, key)
             if wanted != current_weights_sha256(backbone_id, settings):
                 raise ModelError(

@@ -11,6 +11,7 @@ Modules are imported on first use, so naming a runtime imports nothing heavy.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -62,6 +63,14 @@ class Network:
     scratch: Path
     backbone_module: ModuleType
     settings: Settings
+
+
+def installed(package: str) -> bool:
+    """Whether ``package`` can be imported here, without importing it."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:  # an import hook that refuses it: as good as absent
+        return False
 
 
 def runtime_module(runtime_id: str) -> ModuleType:

@@ -155,12 +155,6 @@ def latest_export(settings: Settings, backbone_id: str) -> Export | None:
     return None
 
 
-def torch_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
-
-
 def missing_export_error(settings: Settings, backbone_id: str, key: str) -> ModelError:
     folders = ", ".join(str(folder) for folder in search_dirs(settings))
     return ModelError(

@@ -3,21 +3,20 @@ int8 (dynamic quantisation of the weights, made once beside the file)."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.model.runtimes import FP32, INT8, ONNXRUNTIME, Network
+from core.model.runtimes import FP32, INT8, ONNXRUNTIME, Network, installed
 from core.model.runtimes.files import atomic_write
 
 ID = ONNXRUNTIME
 
 
 def available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
+    return installed("onnxruntime")
 
 
 def precisions() -> tuple[str, ...]:
@@ -41,8 +40,8 @@ def _quantised(network: Network) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         network.scratch.mkdir(parents=True, exist_ok=True)
-        # The quantiser logs a line per tensor on the root logger; this runs once per export.
-        logging.disable(logging.INFO)
+        # The quantiser logs a line per tensor and advice on the root logger; once per export.
+        logging.disable(logging.WARNING)
         try:
             atomic_write(
                 target,

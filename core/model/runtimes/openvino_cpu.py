@@ -4,20 +4,19 @@ scratch dir, so a process after the first starts faster."""
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from typing import Any
 
 import numpy as np
 
-from core.model.runtimes import BF16, FP32, OPENVINO, Network
+from core.model.runtimes import BF16, FP32, OPENVINO, Network, installed
 
 ID = OPENVINO
 _PRECISION_HINTS = {FP32: "f32", BF16: "bf16"}
 
 
 def available() -> bool:
-    return importlib.util.find_spec("openvino") is not None
+    return installed("openvino")
 
 
 def _core() -> Any:

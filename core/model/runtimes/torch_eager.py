@@ -3,18 +3,17 @@ runtime is measured against. fp32, or bf16 under autocast where the CPU has bf16
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
 
-from core.model.runtimes import BF16, FP32, TORCH, Network
+from core.model.runtimes import BF16, FP32, TORCH, Network, installed
 
 ID = TORCH
 
 
 def available() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    return installed("torch")
 
 
 def precisions() -> tuple[str, ...]:
