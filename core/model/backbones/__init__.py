@@ -13,9 +13,9 @@ is not.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -33,6 +33,7 @@ from core.model.runtimes import Network, installed, runtime_module
 from core.model.runtimes.files import (
     EXPORT_COMMAND,
     Export,
+    atomic_write,
     export_backbone,
     export_key,
     file_sha256,
@@ -114,24 +115,18 @@ def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
 ProbePhotos = Callable[[], Sequence[Image.Image]]
 
 _exports: dict[str, Export] = {}  # key -> an export this process made or found
-_selections: dict[tuple[str, str, int | None], tuple[Selection, Network]] = {}
+_selections: dict[tuple[str, str, int | None], Selection] = {}
 _built: dict[tuple[str, str, int | None], Backbone] = {}
 _built_lock = threading.RLock()
 
 
-def _copy_export(source: Export, folder: Path) -> Export:
-    """The files of ``source`` (and what was derived from them) copied into ``folder``."""
+def _copy_export(source: Export, folder: Path) -> None:
+    """The files of ``source`` (and those derived from them here) copied into ``folder``,
+    each atomically, the sidecar last."""
     folder.mkdir(parents=True, exist_ok=True)
-    for path in sorted(source.onnx.parent.glob(f"{source.stem}.*")):
-        if path.is_file() and not path.name.endswith(".part"):
-            target = folder / path.name
-            partial = target.with_name(target.name + ".part")
-            try:
-                os.link(path, partial)  # same file system: no copy needed
-            except OSError:
-                shutil.copyfile(path, partial)
-            os.replace(partial, target)
-    return Export(folder / source.onnx.name, source.record)
+    paths = [p for p in source.onnx.parent.glob(f"{source.stem}.*") if not p.name.endswith(".part")]
+    for path in sorted(paths, key=lambda p: p == source.sidecar):
+        atomic_write(folder / path.name, functools.partial(shutil.copyfile, path))
 
 
 def ensure_export(
@@ -150,8 +145,9 @@ def ensure_export(
     key = export_key(module.ID, wanted, module.PREPROCESSING)
     with _built_lock:
         found = find_export(settings, module.ID, key)
-        if found is None and key in _exports and _exports[key].onnx.is_file():
-            found = _copy_export(_exports[key], writable_dir(settings))
+        if found is None and key in _exports and _exports[key].sidecar.is_file():
+            _copy_export(_exports[key], writable_dir(settings))
+            found = find_export(settings, module.ID, key)  # verified, as any found file
         if found is None:
             if not installed("torch"):
                 raise missing_export_error(settings, module.ID, key)
@@ -170,16 +166,18 @@ def runtime_selection(
     backbone_id: str, settings: Settings, *, weights_sha256: str | None = None
 ) -> Selection:
     """The measured runtimes of ``backbone_id`` on this machine (measured on first use)."""
-    module = backbone_module(backbone_id)
-    setting = settings.runtime
     export = ensure_export(backbone_id, settings, weights_sha256=weights_sha256)
     with _built_lock:
-        cache_key = (export.key, setting, settings.inference_threads)
+        cache_key = (export.key, settings.runtime, settings.inference_threads)
         if cache_key not in _selections:
-            network = Network(module.ID, export.onnx, writable_dir(settings), module, settings)
-            selection = select(setting, export, network, module.PREPROCESSING)
-            _selections[cache_key] = (selection, network)
-        return _selections[cache_key][0]
+            _selections[cache_key] = select(network_of(export, settings), export)
+        return _selections[cache_key]
+
+
+def network_of(export: Export, settings: Settings) -> Network:
+    """What the runtimes build ``export``'s engines from."""
+    module = backbone_module(str(export.record["backbone"]))
+    return Network(module.ID, export.onnx, writable_dir(settings), module, settings)
 
 
 def get_backbone(
@@ -197,11 +195,8 @@ def get_backbone(
     with _built_lock:
         cache_key = (selection.export.key, candidate.kind, settings.inference_threads)
         if cache_key not in _built:
-            network = _selections[
-                (selection.export.key, selection.setting, settings.inference_threads)
-            ][1]
             engine = runtime_module(candidate.runtime).load(
-                network, candidate.precision, settings.inference_threads
+                selection.network, candidate.precision, settings.inference_threads
             )
             _built[cache_key] = Backbone(
                 module.ID,
@@ -237,7 +232,7 @@ def recorded_runtime(
     if export is None:
         answer["reason"] = f"not exported yet: training or `{EXPORT_COMMAND}` exports it"
         return answer
-    selection = recorded(settings, export, module.PREPROCESSING)
+    selection = recorded(network_of(export, settings), export)
     if selection is None:
         answer["reason"] = (
             "not measured on this machine yet: the first process that embeds measures every "

@@ -28,10 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from core.config import Settings
 from core.errors import ModelError
 from core.model.head import LinearHead
-from core.model.preprocessing import Preprocessing
 from core.model.runtimes import (
     AUTO,
     EXPORTED_RUNTIMES,
@@ -131,6 +129,7 @@ class Selection:
 
     setting: str
     export: Export
+    network: Network  # what each candidate's engine is built from
     candidates: list[Candidate]
     reference: np.ndarray  # torch fp32 embeddings of the probe
     outputs: dict[str, np.ndarray]  # kind -> the probe embeddings a passing candidate gave
@@ -195,7 +194,7 @@ def _record_paths(folder: Path, export: Export) -> tuple[Path, Path]:
 
 
 def _read(
-    folder: Path, export: Export, setting: str, here: dict[str, Any], reference: np.ndarray
+    folder: Path, network: Network, export: Export, setting: str, here: dict[str, Any]
 ) -> Selection | None:
     record_path, outputs_path = _record_paths(folder, export)
     try:
@@ -207,7 +206,10 @@ def _read(
         candidates = [Candidate(**fields) for fields in record["candidates"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or unreadable: measure again
-    return Selection(setting, export, candidates, reference, outputs, record["measured_at"])
+    _inputs, reference = export.probe(network.backbone_module.PREPROCESSING)
+    return Selection(
+        setting, export, network, candidates, reference, outputs, record["measured_at"]
+    )
 
 
 def _write(folder: Path, selection: Selection, here: dict[str, Any]) -> None:
@@ -249,16 +251,16 @@ def measure(
     return Candidate(runtime_id, precision, worst, rate), outputs
 
 
-def select(
-    setting: str, export: Export, network: Network, preprocessing: Preprocessing
-) -> Selection:
-    """The recorded selection for this export and machine, measuring it first if needed."""
+def select(network: Network, export: Export) -> Selection:
+    """The recorded selection for this export, machine and setting, measuring it first if
+    needed."""
     settings = network.settings
-    found = recorded(settings, export, preprocessing)
+    setting = settings.runtime
+    found = recorded(network, export)
     if found is not None:
         return found
     here = machine(settings.inference_threads)
-    inputs, reference = export.probe(preprocessing)
+    inputs, reference = export.probe(network.backbone_module.PREPROCESSING)
     home = writable_dir(settings)
 
     log.info("measuring the runtimes for %s on this machine (once)", export.stem)
@@ -273,6 +275,7 @@ def select(
     selection = Selection(
         setting,
         export,
+        network,
         candidates,
         reference,
         outputs,
@@ -285,12 +288,45 @@ def select(
     return selection
 
 
-def recorded(settings: Settings, export: Export, preprocessing: Preprocessing) -> Selection | None:
+def recorded(network: Network, export: Export) -> Selection | None:
     """The selection recorded for ``export`` on this machine and setting, without measuring."""
-    _inputs, reference = export.probe(preprocessing)
+    settings = network.settings
     here = machine(settings.inference_threads)
     for folder in dict.fromkeys((writable_dir(settings), export.onnx.parent)):
-        found = _read(folder, export, settings.runtime, here, reference)
+        found = _read(folder, network, export, settings.runtime, here)
         if found is not None:
             return found
     return None
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The full gate of one candidate against torch fp32 on labelled photos."""
+
+    min_cosine: float
+    agreement: float  # share of photos the head labels alike from both embeddings
+    accuracy: float  # the head's accuracy from the candidate's embeddings
+    reference_accuracy: float  # ...and from torch fp32's
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.min_cosine >= COSINE_MIN
+            and self.agreement >= AGREEMENT_MIN
+            and self.accuracy >= self.reference_accuracy
+        )
+
+
+def parity(
+    reference: np.ndarray, candidate: np.ndarray, head: LinearHead, targets: np.ndarray
+) -> Parity:
+    """The gate of ``candidate`` embeddings against torch fp32's ``reference`` of the same
+    photos, whose label indices are ``targets`` (held out from ``head``'s training)."""
+    expected = head.probabilities(reference).argmax(axis=1)
+    got = head.probabilities(candidate).argmax(axis=1)
+    return Parity(
+        min_cosine=float(cosines(candidate, reference).min()),
+        agreement=float((expected == got).mean()),
+        accuracy=float((got == targets).mean()),
+        reference_accuracy=float((expected == targets).mean()),
+    )
