@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,7 +24,7 @@ import torch
 
 from core.app import App
 from core.errors import ModelError
-from core.model import artifacts
+from core.model import artifacts, backbones
 from core.model.backbones import EFFICIENTNET_LITE0, efficientnet_lite0, ensure_export
 from core.model.pth import UnsafePthFile, load_pth
 from core.model.runtimes import files
@@ -178,3 +179,19 @@ def test_export_options_that_do_not_fit_are_refused(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
     )  # fmt: skip
     assert done.returncode != 0 and "--format onnx needs --out DIR" in done.stderr
+
+
+@pytest.mark.slow
+def test_an_export_made_on_an_installation_probes_its_own_photos(
+    trained: TrainedSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backbones, "_exports", {})  # nothing made earlier in this process
+    home = tmp_path / "home"
+    shutil.copytree(trained.settings.home, home, ignore=shutil.ignore_patterns("runtimes"))
+    with App(trained.settings.model_copy(update={"home": home}), actor="test") as app:
+        export = app.export_runtimes()
+    assert export.onnx.parent == home / "runtimes"
+    assert export.record["probe"] == {"source": "photos", "photos": files.PROBE_SIZE}
+    with np.load(export.probe_path) as probe:
+        assert probe["pixels"].shape == (files.PROBE_SIZE, 224, 224, 3)
+        assert probe["embeddings"].shape == (files.PROBE_SIZE, 1280)
