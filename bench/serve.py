@@ -5,7 +5,7 @@ In one run, on the 340 shared photos and one champion (EfficientNet-Lite0 by def
   backbone passes, settings batch_max_size / batch_max_delay_ms);
 - seed-style: the same server and model code with ``batch_max_size=1``: one photo per
   request, one backbone pass per photo, as the seed's FastAPI did;
-- offline: ``Predictor.predict`` on batches of 16 in this process (no HTTP at all).
+- offline: the app's ``classify_images`` on batches of 16 in this process (no HTTP at all).
 
 Each server phase sends photos for ``--seconds`` with 1 and then 16 concurrent clients and
 reports throughput and p50/p99 latency. Everything binds 127.0.0.1. Usage:
@@ -25,8 +25,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
+
+if TYPE_CHECKING:
+    from core.app import App
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -34,22 +38,22 @@ DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "dandelion-grass"
 CLASSIFI = Path(sys.executable).with_name("classifi")
 
 
+def bench_app(home: Path, backbone: str, **overrides: object) -> App:
+    """The application on ``home`` (imported late: ``sys.path`` gets the repo first)."""
+    from core.app import App
+    from core.config import load_settings
+
+    settings = load_settings({}, overrides={"home": home, "backbone": backbone, **overrides})
+    return App(settings, actor="bench")
+
+
 def prepare_home(home: Path, dataset: Path, backbone: str) -> None:
     """Ingest the photos and train a champion, unless ``home`` already has one."""
-    from core.config import load_settings
-    from core.ingest import ingest, read_source
-    from core.model.training import train_model
-    from core.model.versions import champion
-    from core.registry import Registry
-    from core.store import open_store
-
-    settings = load_settings({}, overrides={"home": home, "backbone": backbone})
-    registry, store = Registry(settings.registry_url), open_store(settings)
-    if champion(registry) is None:
-        print(f"preparing {home}: ingest and train ({backbone}) ...", flush=True)
-        ingest(read_source(str(dataset), settings), settings, registry, store)
-        train_model(settings, registry, store)
-    registry.dispose()
+    with bench_app(home, backbone) as app:
+        if app.champion() is None:
+            print(f"preparing {home}: ingest and train ({backbone}) ...", flush=True)
+            app.ingest(app.list_source(str(dataset)))
+            app.train()
 
 
 def free_port() -> int:
@@ -134,25 +138,15 @@ def load(
 
 
 def offline(home: Path, backbone: str, photos: list[tuple[str, bytes]], seconds: float) -> float:
-    """Photos per second through ``Predictor.predict`` on batches of 16, decode included."""
-    from core.config import load_settings
-    from core.imaging import check_photo
-    from core.model.predictor import Predictor
-    from core.registry import Registry
-    from core.store import open_store
-
-    settings = load_settings({}, overrides={"home": home, "backbone": backbone})
-    registry = Registry(settings.registry_url)
-    predictor = Predictor(settings, registry, open_store(settings))
-    predictor.ensure_loaded()
-    done, position, started = 0, 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        chunk = [photos[(position + i) % len(photos)][1] for i in range(16)]
-        images = [check_photo(data, settings).image for data in chunk]
-        predictor.predict(images, batch_size=16)
-        done, position = done + len(chunk), position + len(chunk)
-    registry.dispose()
-    return done / (time.perf_counter() - started)
+    """Photos per second through the app's batched classification (16 a pass), decode included."""
+    with bench_app(home, backbone, embed_batch_size=16) as app:
+        app.load_model()
+        done, position, started = 0, 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            chunk = [photos[(position + i) % len(photos)][1] for i in range(16)]
+            app.classify_images([app.check_photo(data).image for data in chunk])
+            done, position = done + len(chunk), position + len(chunk)
+        return done / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -181,7 +175,7 @@ def main() -> None:
                     rows.append((name, clients, load(url, photos, clients, args.seconds)))
             finally:
                 stop_server(process)
-        print("offline Predictor.predict, batches of 16 ...", flush=True)
+        print("offline App.classify_images, batches of 16 ...", flush=True)
         offline_rate = offline(home, args.backbone, photos, args.seconds)
 
     print(

@@ -1,4 +1,7 @@
-"""Admin routes (``Authorization: Bearer <admin token>``): review, models, retrain."""
+"""Admin routes (``Authorization: Bearer <admin token>``): review, models, retrain.
+
+They call the process's app, which acts as ``edge-admin``: every decision is audited so.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,13 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core import metrics
-from core.errors import ModelError
-from core.loop import models_admin, review
+from core.errors import BadRequest, ModelError
+from core.wire import RetrainOutcome, ReviewAction, TaskState
 from edge_server.auth import admin_required
-from edge_server.errors import BadRequest
-from edge_server.services import current
+from edge_server.services import ACTOR, current
 
 bp = Blueprint("admin", __name__)
 
-ACTOR = "edge-admin"
 MAX_LIST = 500
 
 
@@ -35,31 +36,16 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
 
 
 def _decide(photo_ids: list[int], body: dict[str, Any]) -> list[dict[str, Any]]:
-    services = current()
-    action, label = body.get("action"), body.get("label")
+    action, label = str(body.get("action", "")), body.get("label")
     if label is not None and not isinstance(label, str):
         raise BadRequest("'label' must be a string.")
-    if action == "approve":
-        decisions = review.approve(
-            services.settings,
-            services.registry,
-            services.store,
-            photo_ids,
-            actor=ACTOR,
-            label=label,
-        )
-        for decision in decisions:
-            corrected = decision.new_label != decision.old_label
-            metrics.REVIEWS.labels("corrected" if corrected else "approved").inc()
-    elif action == "reject":
-        if label is not None:
-            raise BadRequest("A rejection takes no label.")
-        decisions = review.reject(
-            services.settings, services.registry, services.store, photo_ids, actor=ACTOR
-        )
-        metrics.REVIEWS.labels("rejected").inc(len(decisions))
-    else:
-        raise BadRequest("'action' must be 'approve' or 'reject'.", code="invalid_action")
+    decisions = current().app.review(photo_ids, action, label)
+    for decision in decisions:  # the app accepted the action: approve or reject
+        if action == ReviewAction.REJECT:
+            outcome = "rejected"
+        else:
+            outcome = "corrected" if decision.new_label != decision.old_label else "approved"
+        metrics.REVIEWS.labels(outcome).inc()
     return [decision.to_dict() for decision in decisions]
 
 
@@ -69,10 +55,8 @@ def list_submissions() -> ResponseReturnValue:
     status = request.args.get("status", "pending")
     if status != "pending":
         raise BadRequest("Only status=pending can be listed: the others are not awaiting review.")
-    pending = review.list_pending(
-        current().registry,
-        limit=_int_arg("limit", 100, MAX_LIST),
-        offset=_int_arg("offset", 0, 10**9),
+    pending = current().app.pending(
+        limit=_int_arg("limit", 100, MAX_LIST), offset=_int_arg("offset", 0, 10**9)
     )
     return jsonify({"submissions": [photo.to_dict() for photo in pending]})
 
@@ -80,8 +64,7 @@ def list_submissions() -> ResponseReturnValue:
 @bp.get("/admin/submissions/<int:photo_id>/image")
 @admin_required
 def submission_image(photo_id: int) -> ResponseReturnValue:
-    services = current()
-    data, content_type = review.photo_image(services.registry, services.store, photo_id)
+    data, content_type = current().app.photo_image(photo_id)
     return Response(data, content_type=content_type)
 
 
@@ -105,8 +88,7 @@ def review_many() -> ResponseReturnValue:
 @admin_required
 def undo() -> ResponseReturnValue:
     """Undo the admin's last review decision not undone yet: the photo is pending again."""
-    services = current()
-    decision = review.undo_last(services.settings, services.registry, services.store, actor=ACTOR)
+    (decision,) = current().app.undo()
     return jsonify(decision.to_dict())
 
 
@@ -114,37 +96,28 @@ def undo() -> ResponseReturnValue:
 @admin_required
 def audit() -> ResponseReturnValue:
     """Who decided what and when, newest first."""
-    return jsonify(
-        {"entries": review.audit_log(current().registry, _int_arg("limit", 100, MAX_LIST))}
-    )
+    records = current().app.audit_log(_int_arg("limit", 100, MAX_LIST))
+    return jsonify({"entries": [record.to_dict() for record in records]})
 
 
 @bp.get("/models")
 @admin_required
 def list_models() -> ResponseReturnValue:
-    return jsonify({"models": [m.to_dict() for m in models_admin.list_models(current().registry)]})
+    return jsonify({"models": [model.to_dict() for model in current().app.versions()]})
 
 
 @bp.post("/admin/models/<int:version>/promote")
 @admin_required
 def promote(version: int) -> ResponseReturnValue:
-    services = current()
-    chosen = models_admin.promote(
-        services.settings, services.registry, services.store, version, actor=ACTOR
-    )
-    services.predictor.refresh(force=True)  # this process serves it at once; others soon
-    return jsonify(chosen.to_dict())
+    """Answers at once: this process serves the new champion as soon as it has loaded (in
+    the background), the other workers within their refresh interval."""
+    return jsonify(current().app.promote(version).to_dict())
 
 
 @bp.post("/admin/models/rollback")
 @admin_required
 def rollback() -> ResponseReturnValue:
-    services = current()
-    chosen = models_admin.rollback(
-        services.settings, services.registry, services.store, actor=ACTOR
-    )
-    services.predictor.refresh(force=True)
-    return jsonify(chosen.to_dict())
+    return jsonify(current().app.rollback().to_dict())
 
 
 @bp.post("/admin/retrain")
@@ -154,7 +127,7 @@ def retrain() -> ResponseReturnValue:
     from worker.tasks import enqueue_retrain  # the worker's task module, as huey documents
 
     task_id = enqueue_retrain(current().settings, actor=ACTOR)
-    return jsonify({"task_id": task_id, "status": "queued"}), 202
+    return jsonify(TaskState(task_id=task_id, status="pending").to_dict()), 202
 
 
 @bp.get("/admin/retrain/<task_id>")
@@ -165,8 +138,9 @@ def retrain_status(task_id: str) -> ResponseReturnValue:
 
     try:
         result = task_result(current().settings, task_id)
-    except ModelError as exc:
-        failure = {"code": "task_failed", "message": str(exc)}
-        return jsonify({"task_id": task_id, "status": "failed", "error": failure})
-    status = "pending" if result is None else "finished"
-    return jsonify({"task_id": task_id, "status": status, "result": result})
+    except ModelError as exc:  # the task failed on the worker (TaskFailed)
+        return jsonify(TaskState(task_id=task_id, status="failed", error=str(exc)).to_dict())
+    if result is None:
+        return jsonify(TaskState(task_id=task_id, status="pending").to_dict())
+    outcome = RetrainOutcome.from_dict(result)
+    return jsonify(TaskState(task_id=task_id, status="finished", result=outcome).to_dict())

@@ -1,9 +1,11 @@
 """The edge server's Flask app factory.
 
-``create_app(settings)`` builds the core services once (registry, store, predictor,
-micro-batcher), loads the champion model, and registers the blueprints. Nothing here knows
-how a model works or where a photo is stored: the routes call core and turn its answers
-into JSON. Tests pass their own ``services`` to share one trained model between apps.
+``create_app(settings)`` builds this process's services once (the application acting as
+``edge-admin``, and the micro-batcher over its predictor), loads the champion model, and
+registers the blueprints. Nothing here knows how a model works or where a photo is stored:
+the routes call the application and answer with its wire models as JSON. Tests pass their
+own ``services`` to share one trained model between apps. Serving it for real (the admin
+token, metrics across workers) starts in :mod:`edge_server.wsgi`.
 """
 
 from __future__ import annotations

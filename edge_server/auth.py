@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from flask import request
 
-from core.auth import verify_admin_token
 from core.config import Settings
 from core.errors import AuthError
 from edge_server.services import current
@@ -74,7 +73,7 @@ def admin_required(view: View) -> View:
 
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        verify_admin_token(current().registry, bearer_token())
+        current().app.verify_admin_token(bearer_token())
         return view(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]

@@ -1,91 +1,69 @@
 """One JSON error shape for every failure: ``{"error": {"code": ..., "message": ...}}``.
 
-Bad input never gives a 500 or a stack trace: the project's exceptions map to 4xx/503 by
-class, werkzeug's HTTP errors keep their status, and anything else is logged with its
-traceback and answered with a generic 500.
+Bad input never gives a 500 or a stack trace: the project's exceptions answer with their own
+``status`` and ``code`` (core/errors.py), werkzeug's HTTP errors keep their status, and
+anything else is logged with its traceback and answered with a generic 500.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core import errors
+from core.wire import WireModel
 
 log = logging.getLogger(__name__)
 
-# Most specific first: the first matching class decides the status.
-STATUS_BY_ERROR: tuple[tuple[type[errors.ClassifiError], int], ...] = (
-    (errors.UnsupportedMediaType, 415),
-    # A photo over the byte or the pixel limit: both are "content too large" (413). The pixel
-    # count is read from the header, so a decompression bomb is refused before decoding.
-    (errors.ImageTooLarge, 413),
-    (errors.InvalidImage, 400),
-    (errors.UnknownLabel, 400),
-    (errors.AuthError, 401),
-    (errors.NotFound, 404),
-    (errors.Conflict, 409),
-    (errors.TrainingRefused, 422),
-    (errors.NoChampion, 503),
-    (errors.StoreUnavailable, 503),
-    (errors.RegistryUnavailable, 503),
-)
+# A model loads in a few seconds: a client may retry a 503 ModelLoading after this long.
+RETRY_AFTER_S = 5
 
 
-class BadRequest(errors.ClassifiError):
-    """A request that is malformed for the HTTP API (missing field, wrong JSON)."""
+class ErrorDetail(WireModel):
+    """What went wrong: a stable machine-readable code and a message naming the fix."""
 
-    def __init__(self, message: str, *, code: str = "bad_request") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
-    return jsonify({"error": {"code": code, "message": message}}), status
+    code: str
+    message: str
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+class ErrorAnswer(WireModel):
+    """The body of every error answer (pinned by a test)."""
+
+    error: ErrorDetail
 
 
-def status_of(error: errors.ClassifiError) -> int:
-    if isinstance(error, BadRequest):
-        return 400
-    return next((status for cls, status in STATUS_BY_ERROR if isinstance(error, cls)), 500)
+def describe(error: errors.ClassifiError) -> ErrorDetail:
+    """An error's code and message, also used inline in batch answers."""
+    return ErrorDetail(code=error.code, message=str(error))
 
 
-def code_of(error: errors.ClassifiError) -> str:
-    if isinstance(error, BadRequest):
-        return error.code
-    if isinstance(error, errors.InvalidImage):
-        return error.reason
-    return _snake(type(error).__name__)
-
-
-def describe(error: errors.ClassifiError) -> dict[str, str]:
-    """The ``{"code", "message"}`` body of an error, also used inline in batch answers."""
-    return {"code": code_of(error), "message": str(error)}
+def error_response(status: int, detail: ErrorDetail) -> tuple[Response, int]:
+    return jsonify(ErrorAnswer(error=detail).to_dict()), status
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(errors.ClassifiError)
     def classifi_error(error: errors.ClassifiError) -> tuple[Response, int]:
-        status = status_of(error)
-        if status >= 500:
+        if error.status == 503:  # a passing state (no model yet, a store down): no traceback
+            log.warning("request refused: %s", error)
+        elif error.status >= 500:
             log.error("request failed: %s", error, exc_info=error)
-        response, status = error_response(status, **describe(error))
-        if status == 401:
+        response, status = error_response(error.status, describe(error))
+        if isinstance(error, errors.AuthError):
             response.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(error, errors.ModelLoading):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response, status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
-        status = error.code or 500
-        code = _snake((error.name or "error").replace(" ", ""))
-        response, status = error_response(status, code, error.description or error.name)
+        code = "_".join((error.name or "error").lower().split())  # "Not Found" -> not_found
+        message = error.description or error.name
+        response, status = error_response(
+            error.code or 500, ErrorDetail(code=code, message=message)
+        )
         for name, value in error.get_headers():
             if name.lower() not in ("content-type", "content-length"):
                 response.headers[name] = value
@@ -94,16 +72,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def body_too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
         limit = request.max_content_length or 0
-        return error_response(
-            413,
-            "too_large",
+        message = (
             f"The request body is over {limit / 1e6:.1f} MB: each photo may be at most "
-            "max_upload_bytes (setting) plus room for the form.",
+            "max_upload_bytes (setting) plus room for the form."
         )
+        return error_response(413, ErrorDetail(code="too_large", message=message))
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> tuple[Response, int]:
         log.exception("unexpected error while answering a request")
-        return error_response(
-            500, "internal_error", "The server failed to answer; the error is in its log."
-        )
+        message = "The server failed to answer; the error is in its log."
+        return error_response(500, ErrorDetail(code="internal_error", message=message))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -22,10 +24,11 @@ def ready() -> ResponseReturnValue:
     """200 only when the champion is loaded and the registry and the store answer."""
     services = current()
     problems: dict[str, str] = {}
-    checks = {
-        "registry": services.registry.ping,
-        "store": services.store.ping,
-        "model": services.refresh_model,
+    # Lambdas: opening a registry or a store that is down fails inside its check too.
+    checks: dict[str, Callable[[], object]] = {
+        "registry": lambda: services.app.registry.ping(),
+        "store": lambda: services.app.store.ping(),
+        "model": services.served_model,
     }
     for name, check in checks.items():
         try:

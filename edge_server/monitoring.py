@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from pydantic import ValidationError
 
 from core import metrics
+from core.errors import BadRequest
+from core.wire import MAX_USAGE_COUNT, Usage, UsageEvent
 from edge_server.auth import check_api_key
-from edge_server.errors import BadRequest
 from edge_server.services import current
 
 bp = Blueprint("monitoring", __name__)
 
-MAX_EVENTS_PER_REPORT = 10_000
+#: The client label of the usage metric: the desktop in remote mode is the one reporter.
+CLIENT = "desktop"
 
 
 @bp.get("/metrics")
@@ -21,23 +24,30 @@ def scrape() -> ResponseReturnValue:
     return Response(body, content_type=content_type)
 
 
+def _usage_report() -> Usage:
+    """The request's report; only the fixed vocabulary, so no client can add a series."""
+    try:
+        return Usage.model_validate_json(request.get_data(), strict=True)
+    except ValidationError as exc:
+        wrong = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    events = ", ".join(UsageEvent)
+    if "event" in wrong:
+        raise BadRequest(f"'event' must be one of {events}.", code="invalid_event")
+    if "count" in wrong:
+        raise BadRequest(
+            f"'count' must be a whole number from 1 to {MAX_USAGE_COUNT}.", code="invalid_count"
+        )
+    raise BadRequest(
+        f'Send a JSON object: {{"event": "{UsageEvent.SESSION}", "count": 1}}, with an event '
+        f"among {events}.",
+        code="invalid_json",
+    )
+
+
 @bp.post("/usage")
 def usage() -> ResponseReturnValue:
-    """The desktop in remote mode reports its usage: ``{"event": "predict", "count": 1}``."""
+    """The desktop in remote mode reports its usage: ``{"event": "session", "count": 1}``."""
     check_api_key(current().settings)
-    report = request.get_json(silent=True)
-    if not isinstance(report, dict):
-        raise BadRequest('Send a JSON object: {"event": "predict", "count": 1}.')
-    event, count = report.get("event"), report.get("count", 1)
-    if not isinstance(event, str) or not metrics.is_event_name(event):
-        raise BadRequest(
-            "'event' must be a snake_case name of at most 64 characters, e.g. 'predict'.",
-            code="invalid_event",
-        )
-    if type(count) is not int or not 1 <= count <= MAX_EVENTS_PER_REPORT:
-        raise BadRequest(
-            f"'count' must be a whole number from 1 to {MAX_EVENTS_PER_REPORT}.",
-            code="invalid_count",
-        )
-    metrics.CLIENT_EVENTS.labels("desktop", event).inc(count)
-    return jsonify({"event": event, "counted": count})
+    report = _usage_report()
+    metrics.CLIENT_EVENTS.labels(CLIENT, report.event).inc(report.count)
+    return jsonify({"event": report.event, "counted": report.count})

@@ -1,46 +1,104 @@
-"""``GET /openapi.json``: the OpenAPI 3 description of every route (a test keeps it in step)."""
+"""``GET /openapi.json``: the OpenAPI 3.1 description of every route.
+
+The component schemas are generated from the wire models (``core.wire``) and the error shape
+the routes answer with, so the document cannot disagree with the answers; the paths below say
+only which route answers what. A test checks the paths against the URL map and real answers
+against their schemas.
+"""
 
 from __future__ import annotations
 
+import enum
+from functools import cache
 from typing import Any
 
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from core.wire import (
+    WIRE_MODELS,
+    AuditRecord,
+    Duplicate,
+    ModelSummary,
+    PendingPhoto,
+    Prediction,
+    ReviewAction,
+    ReviewDecision,
+    Submission,
+    TaskState,
+    Usage,
+    UsageEvent,
+)
+from edge_server.errors import ErrorAnswer, ErrorDetail
 
 bp = Blueprint("openapi", __name__)
 
-ERROR = {"$ref": "#/components/schemas/Error"}
 JSON = "application/json"
+REF_TEMPLATE = "#/components/schemas/{model}"
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
 
 
-def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema or {"type": "object"}}}}
+def ref(schema: type[BaseModel | enum.Enum]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=schema.__name__)}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    reasons = {
-        400: "Bad request (corrupt image, missing field, unknown label)",
-        401: "Missing or wrong credentials",
-        404: "Not found",
-        409: "Conflicts with the current state",
-        413: "Over the byte or pixel limit",
-        415: "Not a supported image (judged by content)",
-        503: "Not ready (no champion model, or a store does not answer)",
-    }
-    return {str(status): _answer(reasons[status], ERROR) for status in statuses}
+def component_schemas() -> dict[str, Any]:
+    """The JSON schema of every wire model (as the server writes it) and of the error shape."""
+    mode: JsonSchemaMode = "serialization"  # as the server writes them: computed fields too
+    described: tuple[type[BaseModel], ...] = (*WIRE_MODELS, ErrorAnswer)
+    models = [(model, mode) for model in described]
+    _, top = models_json_schema(models, by_alias=True, ref_template=REF_TEMPLATE)
+    schemas: dict[str, Any] = top["$defs"]
+    return schemas
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    """An object with exactly these (required) properties: the routes' envelopes."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def _list_of(model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "array", "items": ref(model)}
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+ERROR_REASONS = {
+    400: "Bad request (corrupt image, missing field, unknown label)",
+    401: "Missing or wrong credentials",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    413: "Over the byte or pixel limit",
+    415: "Not a supported image (judged by content)",
+    503: "Not ready: no champion, the model is loading (see Retry-After), or a store is down",
+}
 
 
 def _operation(
     summary: str,
-    responses: dict[str, Any],
+    responses: dict[int, dict[str, Any]],
     *,
+    errors: tuple[int, ...] = (),
     tag: str,
     body: dict[str, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
     admin: bool = False,
     keyed: bool = False,
 ) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    answers = responses | {
+        status: _answer(ERROR_REASONS[status], ref(ErrorAnswer)) for status in errors
+    }
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {str(status): answer for status, answer in sorted(answers.items())},
+    }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": body}
     if parameters:
@@ -52,56 +110,89 @@ def _operation(
     return operation
 
 
-def _admin_operation(
-    summary: str, responses: dict[str, Any], *statuses: int, **details: Any
+def _admin(
+    summary: str,
+    responses: dict[int, dict[str, Any]],
+    *,
+    errors: tuple[int, ...] = (),
+    **details: Any,
 ) -> dict[str, Any]:
     """An admin route: bearer token, 401 without it, plus the given error statuses."""
-    return _operation(
-        summary, responses | _errors(401, *statuses), tag="admin", admin=True, **details
-    )
+    return _operation(summary, responses, errors=(401, *errors), tag="admin", admin=True, **details)
 
 
-def _multipart(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": fields, "required": required}
-    return {"multipart/form-data": {"schema": schema}}
+def _multipart(required: list[str], **fields: Any) -> dict[str, Any]:
+    return {
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": fields, "required": required}
+        }
+    }
 
 
-BINARY = {"type": "string", "format": "binary"}
-PHOTO_ID = {"name": "photo_id", "in": "path", "required": True, "schema": {"type": "integer"}}
-VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "integer"}}
+def _path_parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query_parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema}
+
+
+PHOTO_ID = _path_parameter("photo_id", INTEGER)
 REVIEW = {
     "type": "object",
     "properties": {
-        "action": {"type": "string", "enum": ["approve", "reject"]},
+        "action": {"enum": [action.value for action in ReviewAction]},
         "label": {"type": "string", "description": "Corrected label (approve only)."},
     },
     "required": ["action"],
+}
+BATCH_RESULT = {
+    "oneOf": [
+        {"allOf": [_object(filename=STRING), ref(Prediction)]},
+        _object(filename=STRING, error=ref(ErrorDetail)),
+    ]
+}
+READINESS = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["ready", "unavailable"]},
+        "checks": {"type": "object", "additionalProperties": STRING},
+        "error": ref(ErrorDetail),
+    },
+    "required": ["status", "checks"],
 }
 
 PATHS: dict[str, dict[str, Any]] = {
     "/predict": {
         "post": _operation(
             "Classify one photo (multipart field `file`, or a raw image body).",
-            {"200": _answer("The prediction", {"$ref": "#/components/schemas/Prediction"})}
-            | _errors(400, 401, 413, 415, 503),
+            {200: _answer("The prediction", ref(Prediction))},
+            errors=(400, 401, 413, 415, 503),
             tag="predict",
             keyed=True,
-            body=_multipart({"file": BINARY}, ["file"]) | {"image/*": {"schema": BINARY}},
+            body=_multipart(["file"], file=BINARY) | {"image/*": {"schema": BINARY}},
         )
     },
     "/predict/batch": {
         "post": _operation(
             "Classify several photos (repeated field `files`); per-file errors inline.",
-            {"200": _answer("One result per file, in order")} | _errors(400, 401, 413, 415, 503),
+            {
+                200: _answer(
+                    "One result per file, in order",
+                    _object(results={"type": "array", "items": BATCH_RESULT}),
+                )
+            },
+            errors=(400, 401, 413, 415, 503),
             tag="predict",
             keyed=True,
-            body=_multipart({"files": {"type": "array", "items": BINARY}}, ["files"]),
+            body=_multipart(["files"], files={"type": "array", "items": BINARY}),
         )
     },
     "/model": {
         "get": _operation(
-            "The champion model: version, backbone, labels, metrics.",
-            {"200": _answer("The champion")} | _errors(401, 503),
+            "The model being served: version, backbone, labels, metrics.",
+            {200: _answer("The champion", ref(ModelSummary))},
+            errors=(401, 503),
             tag="predict",
             keyed=True,
         )
@@ -109,220 +200,185 @@ PATHS: dict[str, dict[str, Any]] = {
     "/submissions": {
         "post": _operation(
             "Submit a photo with a proposed label for review.",
-            {"201": _answer("Stored as pending"), "200": _answer("A duplicate, not stored again")}
-            | _errors(400, 401, 413, 415),
+            {
+                201: _answer("Stored as pending", ref(Submission)),
+                200: _answer("An exact duplicate, not stored again", ref(Submission)),
+            },
+            errors=(400, 401, 413, 415),
             tag="submissions",
             keyed=True,
-            body=_multipart(
-                {"file": BINARY, "label": {"type": "string"}, "submitter": {"type": "string"}},
-                ["file", "label"],
-            ),
+            body=_multipart(["file", "label"], file=BINARY, label=STRING, submitter=STRING),
         )
     },
     "/check_duplicate": {
         "post": _operation(
             'Whether a photo is already known: {"status": "known"|"new"} (the seed\'s route).',
-            {"200": _answer("known or new")} | _errors(400, 401, 413, 415),
+            {
+                200: _answer(
+                    "known or new",
+                    _object(
+                        status={"enum": ["known", "new"]},
+                        sha256=STRING,
+                        duplicate={"anyOf": [ref(Duplicate), {"type": "null"}]},
+                    ),
+                )
+            },
+            errors=(400, 401, 413, 415),
             tag="submissions",
             keyed=True,
-            body=_multipart({"file": BINARY}, ["file"]),
+            body=_multipart(["file"], file=BINARY),
         )
     },
     "/admin/submissions": {
-        "get": _admin_operation(
+        "get": _admin(
             "List the pending submissions, most useful first.",
-            {"200": _answer("The submissions")},
-            400,
+            {200: _answer("The submissions", _object(submissions=_list_of(PendingPhoto)))},
+            errors=(400,),
             parameters=[
-                {"name": "status", "in": "query", "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                {"name": "offset", "in": "query", "schema": {"type": "integer"}},
+                _query_parameter("status", {"enum": ["pending"]}),
+                _query_parameter("limit", INTEGER),
+                _query_parameter("offset", INTEGER),
             ],
         )
     },
     "/admin/submissions/{photo_id}/image": {
-        "get": _admin_operation(
+        "get": _admin(
             "The submitted photo's bytes.",
-            {"200": {"description": "The photo", "content": {"image/*": {"schema": BINARY}}}},
-            404,
+            {200: {"description": "The photo", "content": {"image/*": {"schema": BINARY}}}},
+            errors=(404,),
             parameters=[PHOTO_ID],
         )
     },
     "/admin/submissions/{photo_id}/review": {
-        "post": _admin_operation(
+        "post": _admin(
             "Approve (with the proposed or a corrected label) or reject one submission.",
-            {"200": _answer("The decision")},
-            400,
-            404,
-            409,
+            {200: _answer("The decision", ref(ReviewDecision))},
+            errors=(400, 404, 409),
             parameters=[PHOTO_ID],
             body={JSON: {"schema": REVIEW}},
         )
     },
     "/admin/submissions/review": {
-        "post": _admin_operation(
-            "Approve or reject several submissions: {ids: [...], action, label?}.",
-            {"200": _answer("One decision per id")},
-            400,
+        "post": _admin(
+            "Approve or reject several submissions, all or none: {ids: [...], action, label?}.",
+            {200: _answer("One decision per id", _object(decisions=_list_of(ReviewDecision)))},
+            errors=(400, 404, 409),
             body={
                 JSON: {
-                    "schema": {
-                        "allOf": [
-                            REVIEW,
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "ids": {"type": "array", "items": {"type": "integer"}}
-                                },
-                                "required": ["ids"],
-                            },
-                        ]
-                    }
+                    "schema": {"allOf": [REVIEW, _object(ids={"type": "array", "items": INTEGER})]}
                 }
             },
         )
     },
     "/admin/submissions/undo": {
-        "post": _admin_operation(
+        "post": _admin(
             "Undo the admin's last review decision: the photo is pending again.",
-            {"200": _answer("The undo")},
-            404,
-            409,
+            {200: _answer("The undo", ref(ReviewDecision))},
+            errors=(404, 409),
         )
     },
     "/admin/audit": {
-        "get": _admin_operation(
+        "get": _admin(
             "The audit log, newest first: who decided what and when.",
-            {"200": _answer("The entries")},
-            400,
-            parameters=[{"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+            {200: _answer("The entries", _object(entries=_list_of(AuditRecord)))},
+            errors=(400,),
+            parameters=[_query_parameter("limit", INTEGER)],
         )
     },
     "/models": {
-        "get": _admin_operation(
+        "get": _admin(
             "Every model version with its metrics, state and dates.",
-            {"200": _answer("The versions")},
+            {200: _answer("The versions", _object(models=_list_of(ModelSummary)))},
         )
     },
     "/admin/models/{version}/promote": {
-        "post": _admin_operation(
-            "Make a version the champion.",
-            {"200": _answer("The new champion")},
-            404,
-            409,
-            parameters=[VERSION],
+        "post": _admin(
+            "Make a version the champion; it is served as soon as it has loaded.",
+            {200: _answer("The new champion", ref(ModelSummary))},
+            errors=(404, 409),
+            parameters=[_path_parameter("version", INTEGER)],
         )
     },
     "/admin/models/rollback": {
-        "post": _admin_operation(
+        "post": _admin(
             "Make the previous champion the champion again.",
-            {"200": _answer("The restored champion")},
-            409,
+            {200: _answer("The restored champion", ref(ModelSummary))},
+            errors=(409,),
         )
     },
     "/admin/retrain": {
-        "post": _admin_operation(
+        "post": _admin(
             "Queue a retrain on the worker (never runs in the request).",
-            {"202": _answer("Queued, with the task id")},
+            {202: _answer("Queued: pending, with the task id", ref(TaskState))},
         )
     },
     "/admin/retrain/{task_id}": {
-        "get": _admin_operation(
+        "get": _admin(
             "A queued retrain's status: pending, finished (with the result) or failed.",
-            {"200": _answer("The status")},
-            parameters=[
-                {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            {200: _answer("The status", ref(TaskState))},
+            parameters=[_path_parameter("task_id", STRING)],
         )
     },
     "/health/live": {
-        "get": _operation("The process answers.", {"200": _answer("alive")}, tag="health")
+        "get": _operation(
+            "The process answers.",
+            {200: _answer("alive", _object(status={"const": "alive"}))},
+            tag="health",
+        )
     },
     "/health/ready": {
         "get": _operation(
             "Ready: champion loaded, registry and store answer.",
-            {"200": _answer("ready"), "503": _answer("not ready, with the reason", ERROR)},
+            {
+                200: _answer("ready", READINESS),
+                503: _answer("not ready, with the reason", READINESS),
+            },
             tag="health",
         )
     },
     "/metrics": {
         "get": _operation(
             "Prometheus metrics (text exposition format).",
-            {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {}}}}},
+            {200: {"description": "Metrics", "content": {"text/plain": {"schema": STRING}}}},
             tag="health",
         )
     },
     "/usage": {
         "post": _operation(
-            "A client reports usage events (the desktop in remote mode).",
-            {"200": _answer("Counted")} | _errors(400, 401),
+            "A client reports usage events (the desktop in remote mode): a fixed vocabulary.",
+            {200: _answer("Counted", _object(event=ref(UsageEvent), counted=INTEGER))},
+            errors=(400, 401),
             tag="health",
             keyed=True,
-            body={
-                JSON: {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "event": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
-                            "count": {"type": "integer", "minimum": 1},
-                        },
-                        "required": ["event"],
-                    }
-                }
-            },
+            body={JSON: {"schema": ref(Usage)}},
         )
     },
     "/openapi.json": {
-        "get": _operation("This document.", {"200": _answer("OpenAPI 3")}, tag="health")
-    },
-}
-
-COMPONENTS: dict[str, Any] = {
-    "schemas": {
-        "Error": {
-            "type": "object",
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                    "required": ["code", "message"],
-                }
-            },
-            "required": ["error"],
-        },
-        "Prediction": {
-            "type": "object",
-            "properties": {
-                "prediction": {"type": "string", "example": "dandelion"},
-                "confidence": {"type": "number", "example": 0.97},
-                "probabilities": {
-                    "type": "object",
-                    "additionalProperties": {"type": "number"},
-                },
-                "model_version": {"type": "integer"},
-                "backbone": {"type": "string"},
-            },
-            "required": ["prediction", "confidence", "probabilities", "model_version", "backbone"],
-        },
-    },
-    "securitySchemes": {
-        "adminToken": {"type": "http", "scheme": "bearer"},
-        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-        "bearerApiKey": {"type": "http", "scheme": "bearer"},
+        "get": _operation(
+            "This document.", {200: _answer("OpenAPI 3.1", {"type": "object"})}, tag="health"
+        )
     },
 }
 
 
+@cache
 def document() -> dict[str, Any]:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "ClassifiImage edge server",
             "version": "1",
             "description": "Classify photos, submit corrections, review them, manage models.",
         },
         "paths": PATHS,
-        "components": COMPONENTS,
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearerApiKey": {"type": "http", "scheme": "bearer"},
+            },
+        },
     }
 
 

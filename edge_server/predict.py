@@ -8,9 +8,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core import metrics
-from core.errors import ClassifiError
-from core.imaging import check_photo
-from core.model.prediction import Prediction
+from core.wire import Prediction
 from edge_server.auth import check_api_key
 from edge_server.errors import describe
 from edge_server.services import current
@@ -24,48 +22,38 @@ def require_api_key() -> None:
     check_api_key(current().settings)
 
 
-def _count(predictions: list[Prediction]) -> None:
-    for prediction in predictions:
-        metrics.PREDICTIONS.labels(prediction.label).inc()
-        metrics.CONFIDENCE.observe(prediction.confidence)
+def _count(prediction: Prediction) -> None:
+    metrics.PREDICTIONS.labels(prediction.label).inc()
+    metrics.CONFIDENCE.observe(prediction.confidence)
 
 
 @bp.post("/predict")
 def predict_one() -> ResponseReturnValue:
     services = current()
-    upload = one_photo(services.settings)
-    photo = check_photo(upload.data, services.settings)
-    services.refresh_model()  # picks up a champion promoted by another process
-    prediction = services.batcher.submit(photo.image)
-    _count([prediction])
+    prediction = services.classify_one(one_photo(services.settings).data)
+    _count(prediction)
     return jsonify(prediction.to_dict())
 
 
 @bp.post("/predict/batch")
 def predict_batch() -> ResponseReturnValue:
+    """One result per file, in order; a bad file gets its error inline and spoils no other."""
     services = current()
-    settings = services.settings
-    request.max_content_length = body_limit(settings, settings.max_batch_files)
-    uploads = many_photos(settings)
-
-    results: list[dict[str, Any]] = []
-    good: list[tuple[int, Any]] = []
-    for index, upload in enumerate(uploads):
-        try:
-            good.append((index, check_photo(upload.data, settings).image))
-            results.append({"filename": upload.filename})
-        except ClassifiError as exc:  # one bad file does not spoil the others
-            results.append({"filename": upload.filename, "error": describe(exc)})
-    if good:
-        services.refresh_model()
-        predictions = services.predictor.predict([image for _, image in good])
-        _count(predictions)
-        for (index, _), prediction in zip(good, predictions, strict=True):
-            results[index].update(prediction.to_dict())
-    return jsonify({"results": results})
+    request.max_content_length = body_limit(services.settings, services.settings.max_batch_files)
+    uploads = many_photos(services.settings)
+    answers: list[dict[str, Any]] = []
+    for upload, result in zip(
+        uploads, services.classify_many([upload.data for upload in uploads]), strict=True
+    ):
+        if isinstance(result, Prediction):
+            _count(result)
+            answers.append({"filename": upload.filename, **result.to_dict()})
+        else:
+            answers.append({"filename": upload.filename, "error": describe(result).to_dict()})
+    return jsonify({"results": answers})
 
 
 @bp.get("/model")
 def model() -> ResponseReturnValue:
     """The champion being served: the same fields as one item of ``GET /models``."""
-    return jsonify(current().refresh_model().to_dict())
+    return jsonify(current().served_model().to_dict())

@@ -1,74 +1,93 @@
-"""The core objects one server process uses, built once at start and shared by all routes."""
+"""What one server process shares between requests: the application, the micro-batcher over
+its predictor, and the served-model metric. Built once at start; every route uses it."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
 from core import metrics
+from core.app import App
 from core.config import Settings
-from core.errors import NoChampion
-from core.model.prediction import Prediction
-from core.model.predictor import Predictor
-from core.model.versions import ModelSummary
-from core.registry import Registry
+from core.errors import ClassifiError, NoChampion
 from core.serving import MicroBatcher
-from core.store import ObjectStore, open_store
+from core.wire import ModelSummary, Prediction
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
+#: Who the server's admin routes act as: every review and promotion is audited under it.
+ACTOR = "edge-admin"
 
-@dataclass
+
 class Services:
-    """The core objects one server process uses, built once at start."""
+    """The app of this process and what serving adds to it (see the module's docstring)."""
 
-    settings: Settings
-    registry: Registry
-    store: ObjectStore
-    predictor: Predictor
-    batcher: MicroBatcher[Any, Prediction] = field(init=False)
-    served_model: tuple[int, str] | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        self.batcher = MicroBatcher(
-            self.predictor.predict,
-            max_size=self.settings.batch_max_size,
-            max_delay_s=self.settings.batch_max_delay_ms / 1000,
+    def __init__(self, app: App) -> None:
+        self.app = app
+        # Requests never wait for a model load: the batch raises ModelLoading instead (503).
+        self.batcher: MicroBatcher[Image.Image, Prediction] = MicroBatcher(
+            lambda images: app.classify_images(images, wait=False),
+            max_size=app.settings.batch_max_size,
+            max_delay_s=app.settings.batch_max_delay_ms / 1000,
         )
+        self._served: tuple[int, str] | None = None
+        self._served_lock = threading.Lock()
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        registry = Registry(settings.registry_url)
-        store = open_store(settings)
-        return cls(settings, registry, store, Predictor(settings, registry, store))
+        return cls(App(settings, actor=ACTOR))
+
+    @property
+    def settings(self) -> Settings:
+        return self.app.settings
 
     def load_model(self) -> None:
-        """Load the champion now (at start), so that no request pays for it."""
+        """Load the champion now, at start (blocking), so that no request pays for it."""
         try:
-            self._note(self.predictor.ensure_loaded().info)
+            info = self.app.load_model()
+            self._note(info.version, info.backbone)
         except NoChampion as exc:
             log.warning("%s The server answers 503 on /predict until one is promoted.", exc)
 
-    def refresh_model(self) -> ModelSummary:
-        """The champion being served, after a cheap (throttled) check for a newer one."""
-        self.predictor.refresh()
-        info = self.predictor.info  # NoChampion when there is none
-        self._note(info)
+    def served_model(self) -> ModelSummary:
+        """The model classifying now (ModelLoading or NoChampion, never a wait)."""
+        info = self.app.served_model()
+        self._note(info.version, info.backbone)
         return info
 
-    def _note(self, info: ModelSummary) -> None:
-        """Export the served model version as a metric when it changed."""
-        served = (info.version, info.backbone)
-        if served != self.served_model:
-            metrics.set_model(*served, previous=self.served_model)
-            self.served_model = served
+    def classify_one(self, data: bytes) -> Prediction:
+        """One photo, in a backbone pass shared with the concurrent requests."""
+        prediction = self.batcher.submit(self.app.check_photo(data).image)
+        self._note(prediction.model_version, prediction.backbone)
+        return prediction
+
+    def classify_many(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
+        """Several photos in one request: a prediction or the reason for each, in order."""
+        results = self.app.classify(photos, wait=False)
+        for result in results:  # the photos went through one model: note it once
+            if isinstance(result, Prediction):
+                self._note(result.model_version, result.backbone)
+                break
+        return results
+
+    def _note(self, version: int, backbone: str) -> None:
+        """Export the model version that answered as a metric when it changed."""
+        model = (version, backbone)
+        with self._served_lock:
+            if model != self._served:
+                metrics.set_model(*model, previous=self._served)
+                self._served = model
 
     def close(self) -> None:
         self.batcher.close()
-        self.registry.dispose()
+        self.app.close()
 
 
 def current() -> Services:

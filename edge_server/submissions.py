@@ -6,12 +6,8 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core import metrics
-from core.errors import ClassifiError
-from core.imaging import check_photo
-from core.loop.duplicates import exact_duplicate
-from core.loop.submissions import submit_photo
+from core.errors import BadRequest, ClassifiError
 from edge_server.auth import check_api_key
-from edge_server.errors import BadRequest
 from edge_server.services import current
 from edge_server.uploads import one_photo
 
@@ -34,15 +30,11 @@ def submit() -> ResponseReturnValue:
                 f"The form field 'label' is missing: send one of {', '.join(services.settings.labels)}.",
                 code="missing_field",
             )
-        submission = submit_photo(
-            services.settings,
-            services.registry,
-            services.store,
+        submission = services.app.submit(
             upload.data,
             label,
             source=f"edge:{upload.filename}"[:512],
             submitted_by=(request.form.get("submitter") or "").strip()[:128] or None,
-            predictor=services.predictor,
         )
     except ClassifiError:
         metrics.SUBMISSIONS.labels("refused").inc()
@@ -60,9 +52,9 @@ def submit() -> ResponseReturnValue:
 @bp.post("/check_duplicate")
 def check_duplicate() -> ResponseReturnValue:
     """The seed's route: ``{"status": "known"}`` when these exact photo bytes are stored."""
-    services = current()
-    photo = check_photo(one_photo(services.settings).data, services.settings)
-    duplicate = exact_duplicate(services.registry, photo.sha256)
+    app = current().app
+    photo = app.check_photo(one_photo(app.settings).data)
+    duplicate = app.exact_duplicate(photo)
     return jsonify(
         {
             "status": "known" if duplicate else "new",

@@ -1,8 +1,8 @@
 """Reading photos out of requests: a multipart field or a raw image body.
 
 The body as a whole is capped by Flask's ``max_content_length``; each file is read up to
-its limit plus one byte, and every photo then goes through :func:`core.imaging.check_photo`, which judges the format by
-content and refuses pixel bombs before decoding.
+its limit plus one byte, and every photo then goes through the app's ``check_photo``, which
+judges the format by content and refuses pixel bombs before decoding.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from flask import request
 from werkzeug.datastructures import FileStorage
 
 from core.config import Settings
-from core.errors import UnsupportedMediaType
-from edge_server.errors import BadRequest
+from core.errors import BadRequest, UnsupportedMediaType
 
 # Room for multipart boundaries, headers and small text fields around the file bytes.
 MULTIPART_OVERHEAD = 64 * 1024

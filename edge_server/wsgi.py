@@ -1,18 +1,42 @@
-"""Running the app under a production WSGI server: gunicorn, or waitress where it cannot run.
+"""Serving the app: the one start-up of every way to run the edge server.
 
-gunicorn forks ``workers`` processes, each with ``server_threads`` threads (the ``gthread``
-worker, so concurrent requests in one process share backbone passes in the micro-batcher).
-The app is built after the fork, so each worker loads the model once at its start. For a
-plain ``gunicorn`` command line use the factory: ``gunicorn "edge_server.wsgi:create_app()"``.
+:func:`create_app` is the WSGI entry point. ``classifi serve`` calls it in each worker, and so
+can a plain ``gunicorn "edge_server.wsgi:create_app()"`` (settings from the environment),
+with the same result. In every process that serves it:
+
+- shares the Prometheus values of the workers of one gunicorn server through a directory
+  named after their master, which ``/metrics`` merges (set before prometheus_client is
+  first imported: it picks its value store then);
+- creates the admin token on the first start and prints it, once (the workers open the
+  registry one at a time, so that only one runs its migrations);
+- loads the champion before the worker answers, and builds the app.
+
+``classifi serve`` forks ``workers`` gunicorn processes, each with ``server_threads`` threads
+(the ``gthread`` worker, so concurrent requests in one process share backbone passes in the
+micro-batcher); waitress (one process) serves where gunicorn cannot run. A plain gunicorn
+takes those from its own options (``--workers 2 --worker-class gthread --threads 8``); set
+``CLASSIFI_HOST`` to the interface it binds, since the API-key rule (see ``auth``) reads it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 import sys
-from typing import Any
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from core.config import Settings
+from core.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from core.app import App
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +47,93 @@ WORKER_TIMEOUT_S = 300
 # desktop's: its default of 30 s made every stop take 30 s.
 GRACEFUL_TIMEOUT_S = 10
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+TOKEN_NOTICE = """A new admin token was generated. It is shown only this once:
+  {token}
+Send it as 'Authorization: Bearer <token>'; 'classifi admin-token reset' replaces it."""
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
 
-def create_app(settings: Settings | None = None) -> Any:
-    """The app built from ``settings`` or, for an external WSGI server, the environment."""
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The app built from ``settings`` or, for a plain WSGI server, the environment."""
+    settings = settings or load_settings(os.environ)
+    share_metrics_between_workers()
     from edge_server.app import create_app as factory
+    from edge_server.services import Services
 
-    return factory(settings)
+    services = Services.build(settings)
+    with _one_worker_at_a_time():  # the first to open the registry migrates its schema
+        announce_admin_token(services.app)  # before the model load, which takes a while
+    services.load_model()
+    return factory(services=services)
+
+
+@contextmanager
+def _one_worker_at_a_time() -> Iterator[None]:
+    """Hold a lock that the workers of this gunicorn server share (none in one process)."""
+    if not _under_gunicorn():
+        yield
+        return
+    import fcntl  # gunicorn runs where fcntl does
+
+    with (Path(os.environ[MULTIPROC_ENV]) / "start-up.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _metrics_dir(master_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"classifi-metrics-{master_pid}"
+
+
+def _under_gunicorn() -> bool:
+    return os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/")  # set by its master
+
+
+def share_metrics_between_workers() -> None:
+    """Under gunicorn, write this worker's metrics where its siblings write theirs.
+
+    An explicit ``PROMETHEUS_MULTIPROC_DIR`` wins; a single process needs none. The live
+    gauges of processes that are gone (a worker that died, an earlier server whose master
+    had the same pid) are dropped, so that ``classifi_model_info`` shows only live ones.
+    """
+    if MULTIPROC_ENV not in os.environ:
+        if not _under_gunicorn():
+            return
+        os.environ[MULTIPROC_ENV] = str(_metrics_dir(os.getppid()))
+    directory = Path(os.environ[MULTIPROC_ENV])
+    directory.mkdir(parents=True, exist_ok=True)
+    from prometheus_client import multiprocess
+
+    from core import metrics
+
+    if not metrics.MULTIPROCESS:
+        log.warning(
+            "prometheus_client was imported before %s was set: /metrics shows one worker only",
+            MULTIPROC_ENV,
+        )
+        return
+
+    for path in directory.iterdir():
+        if (found := _LIVE_GAUGE_FILE.fullmatch(path.name)) and not _alive(int(found[1])):
+            multiprocess.mark_process_dead(int(found[1]), str(directory))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def announce_admin_token(app: App) -> None:
+    """Create the admin token if there is none and print it: the only time it is shown."""
+    token = app.ensure_admin_token()  # None when it exists (another worker made it first)
+    if token is not None:
+        print(TOKEN_NOTICE.format(token=token), flush=True)
+        log.warning("A new admin token was generated and printed on standard output, once.")
 
 
 def gunicorn_available() -> bool:
@@ -39,12 +144,6 @@ def gunicorn_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _child_exit(_server: Any, worker: Any) -> None:
-    from core.metrics import mark_process_dead
-
-    mark_process_dead(worker.pid)
 
 
 def run_gunicorn(settings: Settings) -> None:
@@ -60,7 +159,6 @@ def run_gunicorn(settings: Settings) -> None:
                 "preload_app": False,  # build the app (and load the model) in each worker
                 "timeout": WORKER_TIMEOUT_S,
                 "graceful_timeout": GRACEFUL_TIMEOUT_S,
-                "child_exit": _child_exit,
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),
                 "proc_name": "classifi-serve",
@@ -74,7 +172,14 @@ def run_gunicorn(settings: Settings) -> None:
         def load(self) -> Any:
             return create_app(settings)
 
-    EdgeServer().run()
+    master = os.getpid()
+    try:
+        EdgeServer().run()
+    finally:
+        # The forked workers unwind through here too when they exit: only the master may
+        # remove the directory that the other workers still write to.
+        if os.getpid() == master and MULTIPROC_ENV not in os.environ:
+            shutil.rmtree(_metrics_dir(master), ignore_errors=True)
 
 
 def waitress_server(app: Any, settings: Settings) -> Any:

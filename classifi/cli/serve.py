@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 import click
 
-from classifi.cli import os_actor, settings_of
+from classifi.cli import settings_of
 
 HELP = """Run the edge server: REST API, health checks and Prometheus metrics.
 
@@ -55,33 +51,11 @@ def command(
     # Validated like every other source of settings (a bad port is refused the same way).
     settings = type(base)(**{**base.model_dump(), **{k: v for k, v in changes.items() if v}})
 
-    from core.app import App
-
-    with App(settings, actor=os_actor()) as app:  # closed before gunicorn forks its workers
-        token = app.ensure_admin_token()
-    if token is not None:
-        click.secho("A new admin token was generated. It is shown only this once:", bold=True)
-        click.echo(f"  {token}")
-        click.echo(
-            "Send it as 'Authorization: Bearer <token>'; 'classifi admin-token reset' replaces it."
-        )
-
-    # Metrics from every worker process are merged through files in this directory; it must
-    # be in the environment before prometheus_client is first imported.
-    metrics_dir = tempfile.mkdtemp(prefix="classifi-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     click.echo(
         f"Serving on http://{settings.host}:{settings.port} "
         f"({settings.server_workers} worker(s)); Ctrl+C stops.",
         err=True,
     )
-    server_pid = os.getpid()
-    try:
-        from edge_server.wsgi import run
+    from edge_server.wsgi import run  # the admin token and shared metrics start there
 
-        run(settings)
-    finally:
-        # gunicorn's forked workers unwind through here too when they exit: only the server
-        # itself may remove the directory the other workers still write to.
-        if os.getpid() == server_pid:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    run(settings)

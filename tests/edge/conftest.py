@@ -34,11 +34,13 @@ from core.registry import Registry
 from core.store import open_store
 from edge_server.app import create_app
 from edge_server.services import Services
+from tests.edge.openapi_check import DocumentedClient
 from tests.services import free_port
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 CLASSIFI = Path(sys.executable).with_name("classifi")
+GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 
 def edge_settings(home: Path, **overrides: Any) -> Settings:
@@ -111,13 +113,17 @@ class EdgeApp:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def build_app(home: Path, **overrides: Any) -> EdgeApp:
-    from core.auth import reset_admin_token
+def documented(app: Flask) -> Flask:
+    """``app`` whose test clients check every answer against the OpenAPI document."""
+    app.test_client_class = DocumentedClient
+    return app
 
+
+def build_app(home: Path, **overrides: Any) -> EdgeApp:
     services = Services.build(edge_settings(home, **overrides))
     services.load_model()
-    token = reset_admin_token(services.registry)
-    return EdgeApp(create_app(services=services), services, token)
+    token = services.app.reset_admin_token()
+    return EdgeApp(documented(create_app(services=services)), services, token)
 
 
 @pytest.fixture
@@ -183,6 +189,27 @@ def start_server(
     """
     port_args = ["--port", str(port or free_port())] if port != 8000 else []
     port = port or int(port_args[1])
+    return launch(home, [str(CLASSIFI), "serve", *port_args, *args], port, env)
+
+
+def start_gunicorn(
+    home: Path, *args: str, env: dict[str, str] | None = None, wait_for: str = "/health/ready"
+) -> LiveServer:
+    """A plain ``gunicorn "edge_server.wsgi:create_app()"``, settings from the environment."""
+    port = free_port()
+    command = [str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--no-control-socket", *args]
+    return launch(home, [*command, "edge_server.wsgi:create_app()"], port, env, wait_for)
+
+
+def launch(
+    home: Path,
+    command: list[str],
+    port: int,
+    env: dict[str, str] | None,
+    wait_for: str = "/health/ready",
+) -> LiveServer:
+    """Run ``command`` serving ``home`` on ``port`` until ``wait_for`` answers 200; with the
+    admin token it printed."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -199,7 +226,7 @@ def start_server(
     out = home.parent / f"serve-{port}.out"
     with log.open("wb") as stderr, out.open("wb") as stdout:
         process = subprocess.Popen(
-            [str(CLASSIFI), "serve", *port_args, *args],
+            command,
             env=environment,
             stdout=stdout,
             stderr=stderr,
@@ -209,21 +236,20 @@ def start_server(
     deadline = time.monotonic() + 300  # workers import torch and load the model
     while True:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"classifi serve exited with {process.returncode}:\n{log.read_text()}"
-            )
+            raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if requests.get(f"{url}/health/ready", timeout=5).status_code == 200:
+            if requests.get(url + wait_for, timeout=5).status_code == 200:
                 break
         except (requests.ConnectionError, requests.Timeout):
             pass
         if time.monotonic() > deadline:
             LiveServer(url, process, home, "", log).stop()
-            raise TimeoutError(f"classifi serve was not ready in 300 s:\n{log.read_text()}")
+            raise TimeoutError(f"{command[0]} was not ready in 300 s:\n{log.read_text()}")
         time.sleep(0.2)
     printed = out.read_text().splitlines()
-    announced = next(i for i, line in enumerate(printed) if "shown only this once" in line)
-    return LiveServer(url, process, home, printed[announced + 1].strip(), log)
+    announced = [i for i, line in enumerate(printed) if "shown only this once" in line]
+    assert len(announced) == 1, printed  # one token, however many workers started
+    return LiveServer(url, process, home, printed[announced[0] + 1].strip(), log)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """A real ``classifi serve`` (gunicorn, 2 workers) on 127.0.0.1: the seed's curl command,
-32 concurrent clients, exact metrics across workers, and a champion swap under load."""
+32 concurrent clients, exact metrics across workers, and a champion swap under load; and a
+plain ``gunicorn "edge_server.wsgi:create_app()"`` that serves the same way."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.edge.conftest import LiveServer, copy_home, photo_name, start_server
+from tests.edge.conftest import LiveServer, copy_home, photo_name, start_gunicorn, start_server
 from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
@@ -51,6 +52,28 @@ def default_server(
             unavailable("port 8000 is taken; the seed's curl command needs it")
     home = copy_home(edge_home, tmp_path_factory.mktemp("default") / "home")
     server = start_server(home, "--workers", "2", port=8000)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_gunicorn(
+    tmp_path_factory: pytest.TempPathFactory, edge_home: Path
+) -> Iterator[LiveServer]:
+    """``gunicorn "edge_server.wsgi:create_app()"`` with 2 workers, settings from CLASSIFI_*."""
+    home = copy_home(edge_home, tmp_path_factory.mktemp("gunicorn") / "home")
+    tmp = home.parent / "tmp"
+    tmp.mkdir()
+    server = start_gunicorn(
+        home,
+        "--workers",
+        "2",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        env={"TMPDIR": str(tmp)},
+    )
     yield server
     server.stop()
 
@@ -103,9 +126,13 @@ def test_32_concurrent_clients_all_get_correct_answers(
         assert body["prediction"] == expected_labels[1][name], name
 
 
+@pytest.mark.parametrize("started_by", ["classifi serve", "plain gunicorn"])
 def test_metrics_are_exact_across_two_workers(
-    live_server: LiveServer, dataset_photos: dict[str, list[Path]]
+    started_by: str, request: pytest.FixtureRequest, dataset_photos: dict[str, list[Path]]
 ) -> None:
+    fixture = {"classifi serve": "live_server", "plain gunicorn": "plain_gunicorn"}[started_by]
+    live_server: LiveServer = request.getfixturevalue(fixture)
+
     def scrape() -> str:
         return requests.get(f"{live_server.url}/metrics", timeout=30).text
 
@@ -139,9 +166,23 @@ def test_metrics_are_exact_across_two_workers(
     )
     assert metric(after, "classifi_model_info", backbone="efficientnet_lite0", version="1") == 1
 
-    # Both workers wrote their own counter file: the sums above merged two processes.
-    files = list((live_server.home.parent / "tmp").glob("classifi-metrics-*/counter_*.db"))
-    assert len(files) >= 2
+    # Both workers wrote their own counter file, beside each other in a directory named after
+    # their master: the sums above merged two processes.
+    shared = live_server.home.parent / "tmp" / f"classifi-metrics-{live_server.process.pid}"
+    assert len(list(shared.glob("counter_*.db"))) >= 2
+
+
+def test_a_plain_gunicorn_serves_predict_and_makes_the_admin_token(
+    plain_gunicorn: LiveServer, dataset_photos: dict[str, list[Path]]
+) -> None:
+    path = dataset_photos["dandelion"][0]
+    answer = requests.post(
+        f"{plain_gunicorn.url}/predict", files={"file": (path.name, path.read_bytes())}
+    )
+    assert answer.status_code == 200 and answer.json()["prediction"] == "dandelion"
+    admin = {"Authorization": f"Bearer {plain_gunicorn.token}"}  # printed once at start
+    assert requests.get(f"{plain_gunicorn.url}/models", headers=admin).status_code == 200
+    assert requests.get(f"{plain_gunicorn.url}/models").status_code == 401
 
 
 def test_champion_swap_under_load_fails_no_request(
@@ -197,3 +238,24 @@ def test_champion_swap_under_load_fails_no_request(
         answer = requests.post(f"{url}/predict", files={"file": (path.name, path.read_bytes())})
         in_a_row = in_a_row + 1 if answer.json()["model_version"] == 2 else 0
     assert in_a_row == 20
+
+
+def test_two_workers_start_together_on_a_fresh_home(tmp_path: Path) -> None:
+    """They open the new registry one at a time (one runs the migrations, one makes the
+    token): a worker that failed to boot would stop the whole server."""
+    server = start_gunicorn(
+        tmp_path / "home", "--workers", "2", env={"TMPDIR": str(tmp_path)}, wait_for="/health/live"
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while server.log.read_text().count("No model yet") < 2:  # each worker built its app
+            assert server.process.poll() is None, server.log.read_text()
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {server.token}"}
+        assert requests.get(f"{server.url}/models", headers=admin).json() == {"models": []}
+        ready = requests.get(f"{server.url}/health/ready")
+        assert ready.status_code == 503 and ready.json()["checks"]["model"].startswith("No model")
+        assert server.process.poll() is None and "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()

@@ -12,9 +12,8 @@ from flask.testing import FlaskClient
 
 from core.errors import NoChampion
 from edge_server.app import create_app
-from edge_server.openapi import document
 from edge_server.services import Services
-from tests.edge.conftest import EdgeApp, edge_settings, photo_name
+from tests.edge.conftest import EdgeApp, documented, edge_settings, photo_name
 
 pytestmark = pytest.mark.slow
 
@@ -99,30 +98,17 @@ def test_model_health_and_openapi(client: FlaskClient) -> None:
     assert client.get("/openapi.json").get_json()["openapi"].startswith("3.")
 
 
-def test_openapi_lists_exactly_the_routes(edge: EdgeApp) -> None:
-    documented = {
-        (path, method.upper()) for path, item in document()["paths"].items() for method in item
-    }
-    served = set()
-    for rule in edge.app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
-        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
-        served |= {(path, method) for method in rule.methods or () if method in ("GET", "POST")}
-    assert served == documented
-
-
 def test_not_ready_without_a_champion(make_settings: Callable[..., object]) -> None:
     settings = edge_settings(make_settings().home)  # an empty home: no model at all
     services = Services.build(settings)
     services.load_model()
-    client = create_app(services=services).test_client()
+    client = documented(create_app(services=services)).test_client()
     ready = client.get("/health/ready")
     assert ready.status_code == 503
     assert ready.get_json()["checks"]["model"].startswith("No model yet")
     assert "model:" in ready.get_json()["error"]["message"]
     with pytest.raises(NoChampion):
-        services.predictor.ensure_loaded()
+        services.app.predictor.ensure_loaded()
     services.close()
 
 
@@ -130,7 +116,7 @@ def test_no_champion_is_503_for_a_good_photo(
     make_settings: Callable[..., object], dataset_dir: Path
 ) -> None:
     services = Services.build(edge_settings(make_settings().home))
-    client = create_app(services=services).test_client()
+    client = documented(create_app(services=services)).test_client()
     response = client.post("/predict", data=upload(photo(dataset_dir, "grass")))
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "no_champion"
@@ -256,13 +242,19 @@ def test_models_promote_rollback_and_retrain(
 ) -> None:
     edge = make_app()
     client, admin = edge.client(), edge.admin()
+    predictor = edge.services.app.predictor
     models = client.get("/models", headers=admin).get_json()["models"]
     assert [(m["version"], m["state"]) for m in models] == [(2, "candidate"), (1, "champion")]
 
+    def served_version() -> int:
+        answer = client.post("/predict", data=upload(photo(dataset_dir, "grass")))
+        return int(answer.get_json()["model_version"])
+
     promoted = client.post("/admin/models/2/promote", headers=admin)
     assert promoted.status_code == 200 and promoted.get_json()["state"] == "champion"
-    answer = client.post("/predict", data=upload(photo(dataset_dir, "grass")))
-    assert answer.get_json()["model_version"] == 2  # no restart
+    # The answer did not wait for the load: version 1 serves until version 2 is ready.
+    predictor.wait_for_swap()
+    assert served_version() == 2  # no restart
     assert 'classifi_model_info{backbone="efficientnet_lite0",version="2"} 1.0' in client.get(
         "/metrics"
     ).get_data(as_text=True)
@@ -270,30 +262,55 @@ def test_models_promote_rollback_and_retrain(
     assert client.post("/admin/models/99/promote", headers=admin).status_code == 404
     rolled = client.post("/admin/models/rollback", headers=admin)
     assert rolled.status_code == 200 and rolled.get_json()["version"] == 1
-    assert (
-        client.post("/predict", data=upload(photo(dataset_dir, "grass"))).get_json()[
-            "model_version"
-        ]
-        == 1
-    )
+    predictor.wait_for_swap()
+    assert served_version() == 1
 
     from worker.tasks import worker_tasks
 
     queue = worker_tasks(edge.settings).huey
     before = queue.pending_count()
     queued = client.post("/admin/retrain", headers=admin)
-    assert queued.status_code == 202 and queued.get_json()["task_id"]
+    task_id = queued.get_json()["task_id"]
+    assert queued.status_code == 202 and task_id
     assert queue.pending_count() == before + 1  # queued for the worker, not run here
-    status = client.get(f"/admin/retrain/{queued.get_json()['task_id']}", headers=admin)
+    status = client.get(f"/admin/retrain/{task_id}", headers=admin)
     assert status.get_json() == {
-        "task_id": queued.get_json()["task_id"],
+        "task_id": task_id,
         "status": "pending",
         "result": None,
+        "error": None,
     }
     assert [m["version"] for m in client.get("/models", headers=admin).get_json()["models"]] == [
         2,
         1,
     ]
+
+
+def test_no_request_waits_for_a_model_load(
+    make_app: Callable[..., EdgeApp], dataset_dir: Path
+) -> None:
+    """A champion promoted while the server had none loads in the background; meanwhile the
+    routes answer at once, 503 model_loading with Retry-After, and then it serves."""
+    edge = make_app()
+    services = Services.build(edge.settings)  # another process on the same home: no model yet
+    client = documented(create_app(services=services)).test_client()
+    predictor = services.app.predictor
+    with predictor._load_lock:  # the background load waits behind it: a request must not
+        assert client.post("/admin/models/2/promote", headers=edge.admin()).status_code == 200
+        answers = [
+            client.post("/predict", data=upload(photo(dataset_dir, "grass"))),
+            client.get("/model"),
+        ]
+        ready = client.get("/health/ready")
+    for answer in answers:
+        assert answer.status_code == 503
+        assert answer.get_json()["error"]["code"] == "model_loading"
+        assert answer.headers["Retry-After"] == "5"
+    assert ready.status_code == 503 and "loading" in ready.get_json()["checks"]["model"]
+    predictor.wait_for_swap()
+    after = client.post("/predict", data=upload(photo(dataset_dir, "grass")))
+    assert after.status_code == 200 and after.get_json()["model_version"] == 2
+    services.close()
 
 
 def test_every_admin_route_needs_the_token(edge: EdgeApp) -> None:
@@ -347,24 +364,57 @@ def test_cors_is_off_by_default_and_configurable(
 
 
 def test_usage_reports_are_counted_for_the_desktop(client: FlaskClient) -> None:
-    def count() -> float:
+    def count(event: str) -> float:
         text = client.get("/metrics").get_data(as_text=True)
-        found = re.search(
-            r'classifi_client_events_total\{client="desktop",event="predict_click"\} (\S+)', text
-        )
+        pattern = rf'classifi_client_events_total\{{client="desktop",event="{event}"\}} (\S+)'
+        found = re.search(pattern, text)
         return float(found.group(1)) if found else 0.0
 
-    before = count()
-    assert client.post("/usage", json={"event": "predict_click", "count": 3}).status_code == 200
-    assert client.post("/usage", json={"event": "predict_click"}).status_code == 200
-    assert count() == before + 4
-    for bad in (
-        {"event": "x" * 65},
-        {"event": "ok", "count": 0},
-        {"event": "ok", "count": 1.5},
-        [],
+    before = count("photos_classified")
+    answer = client.post("/usage", json={"event": "photos_classified", "count": 3})
+    assert answer.get_json() == {"event": "photos_classified", "counted": 3}
+    assert client.post("/usage", json={"event": "photos_classified"}).status_code == 200
+    assert count("photos_classified") == before + 4
+    for bad, code in (
+        ({"event": "predict_click"}, "invalid_event"),
+        ({"event": "session", "count": 0}, "invalid_count"),
+        ({"event": "session", "count": 1.5}, "invalid_count"),
+        ({"event": "session", "count": True}, "invalid_count"),
+        ({"event": "session", "count": 10_001}, "invalid_count"),
+        ([], "invalid_json"),
     ):
-        assert client.post("/usage", json=bad).status_code == 400
+        answer = client.post("/usage", json=bad)
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (400, code), bad
+    assert (
+        client.post("/usage", data=b"{not json", content_type="application/json").status_code == 400
+    )
+
+
+def test_made_up_usage_events_add_no_metric_series(client: FlaskClient) -> None:
+    def series() -> list[str]:
+        text = client.get("/metrics").get_data(as_text=True)
+        return [line.rsplit(" ", 1)[0] for line in text.splitlines() if not line.startswith("#")]
+
+    # Every series these requests touch exists once they have been made one time each.
+    for event in ("session", "made_up"):
+        client.post("/usage", json={"event": event})
+    before = series()
+    made_up = [f"event_{n}" for n in range(200)] + [
+        "Session",
+        " session",
+        "session ",
+        "x" * 65,
+        "",
+        "DROP TABLE usage",
+        "classifi_client_events",
+        "photos_classified\n",
+    ]
+    for event in made_up:
+        answer = client.post("/usage", json={"event": event, "count": 1})
+        assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "invalid_event"
+    after = series()
+    assert len(after) == len(before) and set(after) == set(before)
+    assert not any("event_" in line or "made_up" in line for line in after)
 
 
 def test_request_metrics_use_the_route_not_the_path(edge: EdgeApp) -> None:
