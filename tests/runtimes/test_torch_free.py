@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from core.app import App
 from core.model.runtimes.files import EXPORT_COMMAND
+from tests.edge.conftest import start_server
 from tests.model.conftest import TrainedSystem
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -127,3 +129,27 @@ def test_shipped_files_on_the_search_path_serve_a_home_without_them(
         f"{export.stem}{suffix}" for suffix in (".onnx", ".probe.npz", ".json")
     )
     assert (home / "runtimes" / f"{export.stem}.selection.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_live_classifi_serve_answers_without_torch(
+    trained: TrainedSystem,
+    torchless_env: dict[str, str],
+    dataset_photos: dict[str, list[Path]],
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(trained.settings.home, home)
+    photos = photos_of(dataset_photos)
+    server = start_server(home, "--workers", "2", env={"PYTHONPATH": torchless_env["PYTHONPATH"]})
+    try:
+        answers = []
+        for path in photos:
+            with open(path, "rb") as photo:
+                response = requests.post(f"{server.url}/predict", files={"file": photo}, timeout=60)
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+    finally:
+        server.stop()
+    assert_same_predictions(answers, in_process(trained, photos))
+    assert "blocked by the test" not in server.log.read_text()  # no worker even tried torch
