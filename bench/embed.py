@@ -57,12 +57,21 @@ LARGE_SIZE = (4000, 3000)  # 12 MP, a phone photo
 
 
 def random_dinov2_checkpoint(directory: Path) -> Path:
-    """Random ViT-S/14 weights in the official checkpoint layout (518 px, mask_token)."""
+    """Random ViT-S/14 weights in the official checkpoint layout (518 px, mask_token).
+
+    Every tensor is randomised, layer scales included (at their init, 1e-5, the blocks would
+    add nothing and any precision would look exact)."""
     import timm
     import torch
 
     torch.manual_seed(0)
     model = timm.create_model("vit_small_patch14_dinov2", pretrained=False)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("gamma") or ("norm" in name and name.endswith("weight")):
+                tensor.uniform_(0.5, 1.5)
+            else:
+                tensor.normal_(0.0, 0.05)
     state = {**model.state_dict(), "mask_token": torch.zeros(1, model.embed_dim)}
     path = directory / dinov2.FILENAME
     torch.save(state, path)

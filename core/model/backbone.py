@@ -97,13 +97,12 @@ class Backbone:
             return np.stack([self.preprocess(image) for image in images])  # type: ignore[arg-type]
 
         chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
-        if len(chunks) == 1:  # nothing to overlap with
-            yield self.run(prepare(chunks[0]))
+        if len(chunks) <= 1:  # nothing to overlap with
+            yield from (self.run(prepare(chunk)) for chunk in chunks)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="preprocess") as pool:
-            pending = pool.submit(prepare, chunks[0]) if chunks else None
+            pending = pool.submit(prepare, chunks[0])
             for index in range(len(chunks)):
-                assert pending is not None
                 batch = pending.result()
                 if index + 1 < len(chunks):
                     pending = pool.submit(prepare, chunks[index + 1])

@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 COSINE_MIN = 0.999
 AGREEMENT_MIN = 0.995
 TIMING_BATCH = 8
-_DISTRIBUTIONS = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 
 
 @dataclass(frozen=True)
@@ -108,9 +107,9 @@ def machine(threads: int | None) -> dict[str, Any]:
     except OSError:
         pass  # not Linux: the processor name and the core count stand for the machine
     versions: dict[str, str | None] = {}
-    for runtime_id, distribution in _DISTRIBUTIONS.items():
+    for runtime_id in RUNTIME_IDS:  # each runtime's package is named as its id
         try:
-            versions[runtime_id] = importlib.metadata.version(distribution)
+            versions[runtime_id] = importlib.metadata.version(runtime_id)
         except importlib.metadata.PackageNotFoundError:
             versions[runtime_id] = None
     return {
