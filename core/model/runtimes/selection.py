@@ -19,7 +19,11 @@ import importlib.metadata
 import json
 import logging
 import os
+import pickle
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import Settings
 from core.errors import ModelError
 from core.model.head import LinearHead
 from core.model.runtimes import (
@@ -227,25 +232,88 @@ def _write(folder: Path, selection: Selection, here: dict[str, Any]) -> None:
     )
 
 
+def _run_candidate(
+    backbone_id: str,
+    onnx: Path,
+    scratch: Path,
+    settings: Settings,
+    runtime_id: str,
+    precision: str,
+    inputs: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """One candidate's rate (network only) and probe embeddings."""
+    from core.model.backbones import backbone_module  # the table imports this module
+
+    network = Network(backbone_id, onnx, scratch, backbone_module(backbone_id), settings)
+    engine = runtime_module(runtime_id).load(network, precision, settings.inference_threads)
+    engine.run(inputs[:TIMING_BATCH])  # warm-up: first runs allocate and tune
+    start = time.perf_counter()
+    outputs = np.concatenate(
+        [
+            engine.run(inputs[offset : offset + TIMING_BATCH])
+            for offset in range(0, len(inputs), TIMING_BATCH)
+        ]
+    )
+    return len(inputs) / (time.perf_counter() - start), outputs
+
+
+def child_main() -> None:
+    """The measuring child: arguments pickled on stdin, the result pickled into a file."""
+    *arguments, result_path = pickle.load(sys.stdin.buffer)
+    Path(result_path).write_bytes(pickle.dumps(_run_candidate(*arguments)))
+
+
+_CHILD = "from core.model.runtimes.selection import child_main; child_main()"
+MEASURE_TIMEOUT_S = 600.0
+
+
+def _run_in_child(arguments: tuple[Any, ...]) -> tuple[float, np.ndarray]:
+    """:func:`_run_candidate` in a child interpreter: a runtime that crashes on this machine
+    (a native fault, as OpenVINO's bf16 once did on a random ViT here) takes only the child
+    down. (Our own pickles, in and out: the child is this code.)"""
+    import core
+
+    root = str(Path(core.__file__).resolve().parents[1])  # where `core` is importable from
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))),
+    }
+    with tempfile.TemporaryDirectory(prefix="classifi-measure-") as folder:
+        result = Path(folder) / "result.pickle"
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD],
+            input=pickle.dumps((*arguments, str(result))),
+            capture_output=True,
+            env=env,
+            timeout=MEASURE_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            if done.returncode < 0:
+                raise RuntimeError(f"crashed (signal {-done.returncode}) while running")
+            raise RuntimeError(lines[-1] if lines else f"exited with {done.returncode}")
+        rate, outputs = pickle.loads(result.read_bytes())
+    return float(rate), outputs
+
+
 def measure(
     runtime_id: str, precision: str, network: Network, inputs: np.ndarray, reference: np.ndarray
 ) -> tuple[Candidate, np.ndarray | None]:
-    """One candidate's speed (network only) and parity on the probe."""
-    threads = network.settings.inference_threads
+    """One candidate's speed (network only) and parity on the probe, in a child process
+    (in-process in a bundled app, which has no interpreter to start)."""
+    arguments = (
+        network.backbone_id, network.onnx, network.scratch, network.settings,
+        runtime_id, precision, inputs,
+    )  # fmt: skip
     try:
-        engine = runtime_module(runtime_id).load(network, precision, threads)
-        engine.run(inputs[:TIMING_BATCH])  # warm-up: first runs allocate and tune
-        start = time.perf_counter()
-        outputs = np.concatenate(
-            [
-                engine.run(inputs[offset : offset + TIMING_BATCH])
-                for offset in range(0, len(inputs), TIMING_BATCH)
-            ]
-        )
-        rate = len(inputs) / (time.perf_counter() - start)
+        if getattr(sys, "frozen", False):
+            rate, outputs = _run_candidate(*arguments)
+        else:
+            rate, outputs = _run_in_child(arguments)
     except Exception as exc:  # one candidate's failure (a missing kernel...) leaves the others
-        log.warning("runtime %s/%s cannot run here: %s", runtime_id, precision, exc)
-        return Candidate(runtime_id, precision, error=str(exc).splitlines()[0][:300]), None
+        error = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        log.warning("runtime %s/%s cannot run here: %s", runtime_id, precision, error)
+        return Candidate(runtime_id, precision, error=error), None
     worst = float(cosines(outputs, reference).min())
     return Candidate(runtime_id, precision, worst, rate), outputs
 
