@@ -94,7 +94,8 @@ class Backbone:
 
         def prepare(chunk: Sequence[T]) -> np.ndarray:
             images = [load(item) if load else item for item in chunk]
-            return np.stack([self.preprocess(image) for image in images])  # type: ignore[arg-type]
+            resized = np.stack([self._preprocessing.resized(image) for image in images])  # type: ignore[arg-type]
+            return self._preprocessing.normalised(resized)  # the whole batch at once
 
         chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
         if len(chunks) <= 1:  # nothing to overlap with

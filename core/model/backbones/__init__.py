@@ -99,17 +99,9 @@ def resolve_backbone_id(settings: Settings) -> str:
     return chosen
 
 
-_hashes: dict[tuple[Path, int, int], str] = {}
-
-
 def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
-    """The sha256 of the weights file ``backbone_id`` loads (hashed once per file version)."""
-    path = backbone_module(backbone_id).weights_file(settings).resolve()
-    stat = path.stat()
-    version = (path, stat.st_size, stat.st_mtime_ns)
-    if version not in _hashes:
-        _hashes[version] = file_sha256(path)
-    return _hashes[version]
+    """The sha256 of the weights file ``backbone_id`` loads on this machine."""
+    return file_sha256(backbone_module(backbone_id).weights_file(settings))
 
 
 ProbePhotos = Callable[[], Sequence[Image.Image]]

@@ -73,12 +73,20 @@ def search_dirs(settings: Settings) -> list[Path]:
     return [*(path.expanduser() for path in settings.runtime_search_path), writable_dir(settings)]
 
 
+_hashed: dict[tuple[Path, int, int], str] = {}
+
+
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The sha256 of a file, hashed once per version of it (path, size, mtime) per process."""
+    stat = path.stat()
+    version = (path.resolve(), stat.st_size, stat.st_mtime_ns)
+    if version not in _hashed:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        _hashed[version] = digest.hexdigest()
+    return _hashed[version]
 
 
 @dataclass(frozen=True)
