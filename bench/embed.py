@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,68 +113,89 @@ def full_decode(data: bytes) -> Image.Image:
         return ImageOps.exif_transpose(opened).convert("RGB")
 
 
-def bench_backbone(
-    backbone_id: str, settings: Settings, photos: list[bytes], batch_size: int, note: str
-) -> None:
+def run_row(
+    backbone_id: str,
+    settings: Settings,
+    runtime_id: str,
+    precision: str,
+    photos: list[bytes],
+    batch_size: int,
+) -> tuple[float, float, np.ndarray]:
+    """One runtime and precision (in a child process): end-to-end and network-only rates,
+    and the embeddings of the photos."""
     module = backbone_module(backbone_id)
     export = ensure_export(backbone_id, settings)
     network = Network(module.ID, export.onnx, writable_dir(settings), module, settings)
     preprocessing = module.PREPROCESSING
-    threads = settings.inference_threads
+    engine = runtime_module(runtime_id).load(network, precision, settings.inference_threads)
+    backbone = Backbone(
+        module.ID,
+        module.DIM,
+        preprocessing,
+        engine,
+        runtime=runtime_id,
+        precision=precision,
+        weights=str(export.onnx),
+        weights_sha256=str(export.record["weights_sha256"]),
+        accepted_kinds=frozenset(),
+        reason="bench",
+    )
     tensors = np.stack([preprocessing(decode_stored(data)) for data in photos])
+    backbone.run(tensors[:batch_size])  # warm-up
+    out: list[np.ndarray] = []
+    whole = rate(
+        lambda: out.extend(backbone.embed_batches(photos, batch_size, load=decode_stored)),
+        len(photos),
+    )
     network_photos = min(len(photos), 10 * batch_size)
+    bare = rate(
+        lambda: [
+            backbone.run(tensors[start : min(start + batch_size, network_photos)])
+            for start in range(0, network_photos, batch_size)
+        ],
+        network_photos,
+    )
+    return whole, bare, np.concatenate(out)
 
-    rows = []
-    reference: np.ndarray | None = None
-    runtimes = [TORCH, *(r for r in ("onnxruntime", "openvino") if r != TORCH)]
-    for runtime_id in runtimes:
-        runtime = runtime_module(runtime_id)
-        if not runtime.available():
-            continue
-        for precision in runtime.precisions():
-            engine = runtime.load(network, precision, threads)
-            backbone = Backbone(
-                module.ID,
-                module.DIM,
-                preprocessing,
-                engine,
-                runtime=runtime_id,
-                precision=precision,
-                weights=str(export.onnx),
-                weights_sha256=str(export.record["weights_sha256"]),
-                accepted_kinds=frozenset(),
-                reason="bench",
-            )
-            backbone.run(tensors[:batch_size])  # warm-up
-            out: list[np.ndarray] = []
 
-            def end_to_end(backbone: Backbone = backbone, out: list[np.ndarray] = out) -> None:
-                out.extend(backbone.embed_batches(photos, batch_size, load=decode_stored))
-
-            def network_only(backbone: Backbone = backbone) -> None:
-                for start in range(0, network_photos, batch_size):
-                    backbone.run(tensors[start : min(start + batch_size, network_photos)])
-
-            whole = rate(end_to_end, len(photos))
-            bare = rate(network_only, network_photos)
-            embeddings = np.concatenate(out)
-            if reference is None:  # torch fp32 runs first
-                reference = embeddings
-            worst = float(cosines(embeddings, reference).min())
-            rows.append((kind(runtime_id, precision), whole, bare, worst))
-
-    torch_whole = rows[0][1]
-    print(f"\n{backbone_id} ({note}), batch {batch_size}, {len(photos)} photos, threads {threads}")
+def bench_backbone(
+    backbone_id: str, settings: Settings, photos: list[bytes], batch_size: int, note: str
+) -> None:
+    """Every runtime and precision installed here, each in a child process of its own (a
+    runtime that crashes natively costs its row, not the run), torch fp32 first."""
+    ensure_export(backbone_id, settings)  # made once, here; the children find it
+    print(f"\n{backbone_id} ({note}), batch {batch_size}, {len(photos)} photos, "
+          f"threads {settings.inference_threads}")  # fmt: skip
     print(
         f"{'runtime':<20}{'end to end':>12}{'network':>10}{'e2e/net':>9}"
         f"{'x torch':>9}{'min cos':>10}  parity"
     )
-    for name, whole, bare, worst in rows:
-        verdict = "yes" if worst >= COSINE_MIN else "no"
-        print(
-            f"{name:<20}{whole:>10.1f}/s{bare:>8.1f}/s{whole / bare:>9.0%}"
-            f"{whole / torch_whole:>8.2f}x{worst:>10.5f}  {verdict}"
-        )
+    reference: np.ndarray | None = None
+    torch_whole = 0.0
+    context = multiprocessing.get_context("spawn")
+    for runtime_id in (TORCH, "onnxruntime", "openvino"):
+        runtime = runtime_module(runtime_id)
+        if not runtime.available():
+            continue
+        for precision in runtime.precisions():
+            name = kind(runtime_id, precision)
+            try:
+                with ProcessPoolExecutor(1, mp_context=context) as pool:
+                    whole, bare, embeddings = pool.submit(
+                        run_row, backbone_id, settings, runtime_id, precision, photos, batch_size
+                    ).result()
+            except BrokenProcessPool:
+                print(f"{name:<20}  crashed (a fault inside the runtime)")
+                continue
+            if reference is None:  # torch fp32 runs first
+                reference, torch_whole = embeddings, whole
+            worst = float(cosines(embeddings, reference).min())
+            verdict = "yes" if worst >= COSINE_MIN else "no"
+            print(
+                f"{name:<20}{whole:>10.1f}/s{bare:>8.1f}/s{whole / bare:>9.0%}"
+                f"{whole / torch_whole:>8.2f}x{worst:>10.5f}  {verdict}",
+                flush=True,
+            )
 
 
 def bench_decoding(photos: list[bytes], settings: Settings) -> None:

@@ -67,9 +67,18 @@ class Preprocessing:
     def normalised(self, pixels: np.ndarray) -> np.ndarray:
         """The normalisation step: ``(..., size, size, 3)`` uint8 to ``(..., 3, size, size)``
         float32, the network's input."""
-        scaled = pixels.astype(np.float32) / np.float32(255.0)
-        normalised = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(np.moveaxis(normalised, -1, -3))
+        # A table of the 256 values per channel, computed with the same float32 steps as
+        # (pixels / 255 - mean) / std: the same numbers, several times faster.
+        table = self._table()
+        channels = [table[channel][pixels[..., channel]] for channel in range(3)]
+        return np.stack(channels, axis=-3)
+
+    def _table(self) -> np.ndarray:
+        levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+        mean = np.asarray(self.mean, np.float32)[:, np.newaxis]
+        std = np.asarray(self.std, np.float32)[:, np.newaxis]
+        table: np.ndarray = (levels[np.newaxis, :] - mean) / std
+        return table
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One RGB image to a CHW float32 array."""
