@@ -10,7 +10,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -60,7 +60,10 @@ class Settings(BaseModel):
     torch_home: Path | None = None  # default: $TORCH_HOME or ~/.cache/torch
     allow_weight_download: bool = True
     embed_batch_size: int = Field(default=32, gt=0)
-    torch_threads: int | None = None
+    # Inference: auto picks the fastest runtime that keeps parity with torch fp32 here.
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
+    runtime_search_path: tuple[Path, ...] = ()  # read-only folders of shipped exported files
+    inference_threads: int | None = Field(default=None, gt=0)  # default: every core
 
     # Training.
     learning_rate: float = Field(default=0.003, gt=0)

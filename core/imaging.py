@@ -1,7 +1,13 @@
 """Photo validation: every photo from any source passes here before it is stored or classified.
 
 The checks run in order of cost: byte size, format sniffed from content, pixel count read from
-the header (before any decoding, so a decompression bomb never expands), then a full decode.
+the header (before any decoding, so a decompression bomb never expands), then a decode.
+
+A JPEG far larger than any network input (a 12 MP phone photo) is decoded at a reduced scale
+(1/2, 1/4 or 1/8, done by the JPEG decoder itself, several times faster than a full decode),
+never below :data:`DECODE_MIN_SIDE` on its shorter side; the model's exact resize follows.
+Storing, training and prediction all decode here, so the same bytes always give the same
+pixels. The limits apply to the original photo.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ CONTENT_TYPES = {
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
 }
+
+#: The shorter side a reduced-scale decode keeps at least: twice the 224 px input of every
+#: backbone (``Preprocessing.min_decode_side``; a test checks each backbone needs no more).
+DECODE_MIN_SIDE = 448
+
+ORIENTATION_TAG = 0x0112
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # the ones that swap width and height
 
 #: What a folder is searched for; a file named on its own is tried whatever its name.
 PHOTO_SUFFIXES = frozenset({*EXTENSIONS.values(), ".jpeg", ".tiff"})
@@ -74,8 +87,12 @@ class CheckedPhoto:
 
     data: bytes
     sha256: str
-    image: Image.Image  # RGB, EXIF orientation applied
+    #: RGB, EXIF orientation applied; a large JPEG at reduced scale (see the module's docstring).
+    image: Image.Image
     image_format: str
+    #: The original photo's size, EXIF orientation applied.
+    width: int
+    height: int
 
     @property
     def extension(self) -> str:
@@ -84,14 +101,6 @@ class CheckedPhoto:
     @property
     def content_type(self) -> str:
         return CONTENT_TYPES[self.image_format]
-
-    @property
-    def width(self) -> int:
-        return self.image.width
-
-    @property
-    def height(self) -> int:
-        return self.image.height
 
 
 def sha256_of(data: bytes) -> str:
@@ -154,16 +163,32 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
                 code="too_small",
             )
         image_format = str(opened.format)
+        if opened.getexif().get(ORIENTATION_TAG) in _TRANSPOSING_ORIENTATIONS:
+            width, height = height, width
         try:
-            opened.seek(0)  # the first frame of an animation
-            opened.load()
-            oriented = ImageOps.exif_transpose(opened)
-            rgb = _to_rgb(oriented)
+            rgb = _decode(opened)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise InvalidImage(
                 f"The image is corrupt or truncated: {exc}", code="corrupt"
             ) from None
-    return CheckedPhoto(data=data, sha256=sha256_of(data), image=rgb, image_format=image_format)
+    return CheckedPhoto(
+        data=data,
+        sha256=sha256_of(data),
+        image=rgb,
+        image_format=image_format,
+        width=width,
+        height=height,
+    )
+
+
+def _decode(opened: Image.Image) -> Image.Image:
+    """The first frame as RGB, EXIF orientation applied; a large JPEG at reduced scale."""
+    opened.seek(0)  # the first frame of an animation
+    # Only JPEG decoders scale while decoding; draft picks the largest reduction (1/2, 1/4,
+    # 1/8) that keeps both sides at least DECODE_MIN_SIDE, and none for smaller photos.
+    opened.draft(None, (DECODE_MIN_SIDE, DECODE_MIN_SIDE))
+    opened.load()
+    return _to_rgb(ImageOps.exif_transpose(opened))
 
 
 def decode_stored(data: bytes) -> Image.Image:
@@ -174,8 +199,6 @@ def decode_stored(data: bytes) -> Image.Image:
     """
     try:
         with Image.open(io.BytesIO(data), formats=list(EXTENSIONS)) as opened:
-            opened.seek(0)
-            opened.load()
-            return _to_rgb(ImageOps.exif_transpose(opened))
+            return _decode(opened)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InvalidImage(f"The stored photo is corrupt: {exc}", code="corrupt") from None

@@ -1,4 +1,5 @@
-"""What ``classifi status`` reports: where the stores live, photo counts, the current model."""
+"""What ``classifi status`` reports: where the stores live, photo counts, the current model
+and the inference runtime it runs on (and why)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import func, select
 
 from core.config import Settings
-from core.model.backbones import backbone_choice
+from core.model.backbones import backbone_choice, recorded_runtime
 from core.model.versions import champion
 from core.registry import Photo, PhotoStatus, Registry
 
@@ -31,6 +32,16 @@ def status_report(settings: Settings, registry: Registry) -> dict[str, Any]:
             select(Photo.label, Photo.status, func.count()).group_by(Photo.label, Photo.status)
         ).all()
     current = champion(registry)
+    backbone_id, backbone_reason = backbone_choice(settings)
+    # The runtime of the champion's own network when there is one, else of the backbone
+    # training would use now.
+    runtime = (
+        recorded_runtime(
+            settings, current.backbone_id, current.params.get("backbone_weights_sha256")
+        )
+        if current is not None
+        else recorded_runtime(settings, backbone_id)
+    )
 
     by_label = dict.fromkeys(settings.labels, 0)
     by_status = dict.fromkeys((status.value for status in PhotoStatus), 0)
@@ -51,7 +62,8 @@ def status_report(settings: Settings, registry: Registry) -> dict[str, Any]:
         },
         "labels": list(settings.labels),
         "backbone": settings.backbone,
-        "backbone_in_use": dict(zip(("id", "reason"), backbone_choice(settings), strict=True)),
+        "backbone_in_use": {"id": backbone_id, "reason": backbone_reason},
+        "runtime_in_use": runtime,
         "photos": {
             "total": sum(by_status.values()),
             "by_label": by_label,

@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("classifi.cli.backup", "Back up this home (safe while everything runs)."),
     "restore": ("classifi.cli.restore", "Restore a backup as this home."),
     "desktop": ("classifi.cli.desktop", "Open the desktop app."),
+    "export": ("classifi.cli.export", "Export a model as ONNX, or the backbone files to ship."),
 }
 
 

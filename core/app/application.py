@@ -15,11 +15,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import auth
 from core.config import Settings
-from core.errors import BadRequest, ClassifiError, InvalidImage
+from core.errors import BadRequest, ClassifiError, InvalidImage, NoChampion
 from core.imaging import CheckedPhoto, check_photo
 from core.locks import LockHolder, lock_holder, maintenance_lock
 from core.registry import Registry
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
     from core.ingest import IngestReport, Listing, ProgressCallback
     from core.loop.doctor import DoctorReport
     from core.loop.reembed import ReembedReport
+    from core.model.exports import ExportedModel
     from core.model.predictor import Predictor
+    from core.model.runtimes.files import Export
     from core.model.training import Progress, TrainingResult
 
 T = TypeVar("T")
@@ -353,6 +356,31 @@ class App:
 
         self.close()
         return restore(self.settings, source, replace=replace)
+
+    def export_model(self, out: Path, *, version: int | None = None) -> ExportedModel:
+        """Write model ``version`` (default: the champion) as one ONNX file (preprocessed
+        pixels in, label probabilities out) and its JSON sidecar into ``out``."""
+        from core.model.exports import export_onnx_model
+        from core.model.predictor import verified_artifact
+        from core.model.versions import champion, get_version
+
+        row = (
+            get_version(self.registry, version) if version is not None else champion(self.registry)
+        )
+        if row is None:
+            raise NoChampion("No model yet to export: run `classifi train`.")
+        artifact = verified_artifact(self.store, row)
+        name = PurePosixPath(row.object_key).stem
+        return export_onnx_model(self.settings, artifact, row.id, name, out)
+
+    def export_runtimes(self, *, backbone_id: str | None = None, out: Path | None = None) -> Export:
+        """Make the exported backbone files now (torch needed), for the champion's backbone
+        unless one is named; copy them into ``out`` to ship with an image or bundle."""
+        from core.model.exports import export_runtime_files
+
+        return export_runtime_files(
+            self.settings, self.registry, self.store, backbone_id=backbone_id, out=out
+        )
 
     def status(self) -> dict[str, Any]:
         from core.status import status_report

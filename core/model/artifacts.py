@@ -1,7 +1,9 @@
 """Model artifacts: one ``.pth`` per trained head, versioned under ``model/YYYY-MM-DD/``.
 
-The file is ``torch.save`` of a plain dict (tensors, strings, numbers, lists, dicts), so it
-loads with ``weights_only=True``: opening a model never runs code from the file.
+The file is ``torch.save`` of a plain dict (tensors, strings, numbers, lists, dicts). It is
+read without torch by a restricted unpickler (:mod:`core.model.pth`), stricter than
+``torch.load(weights_only=True)``: opening a model never runs code from the file, and a
+process that only predicts never imports torch.
 
 Names: ``dinov2_classifier_N.pth`` for the specification's backbone and
 ``<backbone>_classifier_N.pth`` for others, so a file's name never claims a backbone its head
@@ -17,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import torch
+import numpy as np
 from sqlalchemy import select
 
 from core.errors import ModelError
 from core.model.head import LinearHead
+from core.model.pth import load_pth
 from core.registry import ModelVersion, Registry
 from core.store import MODEL_PREFIX, ObjectStore, check_key, model_day_prefix
 
@@ -35,7 +38,7 @@ _NUMBERED = re.compile(r"^[a-z0-9_]+_classifier_(\d+)\.pth$")
 class ModelArtifact:
     """A trained head and everything needed to use it correctly."""
 
-    state_dict: dict[str, torch.Tensor]
+    state_dict: dict[str, np.ndarray]
     backbone_id: str
     preprocessing: dict[str, Any]
     labels: list[str]
@@ -44,6 +47,10 @@ class ModelArtifact:
     created_at: str  # ISO 8601, UTC
     mlflow_run_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: sha256 of the backbone's weights file the head was trained on (None: older models).
+    backbone_weights_sha256: str | None = None
+    #: The runtime and precision of the training embeddings, e.g. "openvino/bf16".
+    runtime: str | None = None
 
     @property
     def dim(self) -> int:
@@ -63,18 +70,23 @@ class ModelArtifact:
             "created_at": self.created_at,
             "mlflow_run_id": self.mlflow_run_id,
             "params": self.params,
+            "backbone_weights_sha256": self.backbone_weights_sha256,
+            "runtime": self.runtime,
         }
 
 
 def serialize_artifact(artifact: ModelArtifact) -> bytes:
-    """The artifact's bytes, verified by loading them back before anyone uploads them."""
+    """The artifact's bytes (``torch.save``), verified by reading them back the way every
+    predictor reads them before anyone uploads them."""
+    import torch  # only training writes models
+
     buffer = io.BytesIO()
-    state = {name: tensor.detach().cpu().clone() for name, tensor in artifact.state_dict.items()}
+    state = {name: torch.from_numpy(np.array(array)) for name, array in artifact.state_dict.items()}
     torch.save({"format": ARTIFACT_FORMAT, "state_dict": state, **artifact.metadata()}, buffer)
     data = buffer.getvalue()
     reloaded = load_artifact(data)
-    for name, tensor in state.items():
-        if not torch.equal(reloaded.state_dict[name], tensor):
+    for name, array in artifact.state_dict.items():
+        if not np.array_equal(reloaded.state_dict[name], array):
             raise ModelError(f"The serialized model does not reload identically ({name}).")
     return data
 
@@ -82,8 +94,8 @@ def serialize_artifact(artifact: ModelArtifact) -> bytes:
 def load_artifact(data: bytes, *, source: str = "the model file") -> ModelArtifact:
     """Parse artifact bytes; :class:`ModelError` if they are not a model this code can use."""
     try:
-        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or truncated files
+        raw = load_pth(data)
+    except Exception as exc:  # many types for foreign, hostile or truncated files
         raise ModelError(f"{source} is not a readable model: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("format") != ARTIFACT_FORMAT:
         raise ModelError(
@@ -101,9 +113,11 @@ def load_artifact(data: bytes, *, source: str = "the model file") -> ModelArtifa
             created_at=str(raw["created_at"]),
             mlflow_run_id=raw.get("mlflow_run_id"),
             params=dict(raw.get("params") or {}),
+            backbone_weights_sha256=raw.get("backbone_weights_sha256"),
+            runtime=raw.get("runtime"),
         )
         artifact.head()  # the tensors must fit the declared labels
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{source} is incomplete or inconsistent: {exc}") from exc
     return artifact
 

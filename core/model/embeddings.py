@@ -3,6 +3,10 @@
 The frozen backbone never runs twice on the same photo for the same backbone: training,
 retraining and the duplicate check all read their vectors here, and only the missing ones
 are computed, in batches, each batch committed as soon as it is done.
+
+Each vector records the runtime and precision that computed it. Vectors of any kind that
+keeps parity with torch fp32 on this machine (``Backbone.accepted_kinds``) are mixed
+freely; a vector of another kind counts as missing: it is computed again and replaced.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.errors import ModelError
 from core.imaging import decode_stored, sha256_of
 from core.model.backbone import Backbone
+from core.model.runtimes import kind
 from core.registry import Registry
 from core.registry.models import Embedding
 from core.store import ObjectStore
@@ -44,12 +49,21 @@ class EmbeddingCache:
         with self.registry.session() as session:
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
                 rows = session.execute(
-                    select(Embedding.sha256, Embedding.dim, Embedding.vector).where(
+                    select(
+                        Embedding.sha256,
+                        Embedding.dim,
+                        Embedding.vector,
+                        Embedding.runtime,
+                        Embedding.precision,
+                    ).where(
                         Embedding.backbone_id == self.backbone.id,
                         Embedding.sha256.in_(wanted[start : start + _LOOKUP_CHUNK]),
                     )
                 )
-                for sha256, dim, vector in rows:
+                for sha256, dim, vector, runtime, precision in rows:
+                    if kind(runtime, precision) not in self.backbone.accepted_kinds:
+                        continue  # beyond the parity bound: computed again
+
                     if dim != self.backbone.dim or len(vector) != 4 * dim:
                         raise ModelError(
                             f"The cached {self.backbone.id} embedding of {sha256} has {dim} "
@@ -59,7 +73,8 @@ class EmbeddingCache:
         return found
 
     def store_vectors(self, sha256s: Sequence[str], vectors: np.ndarray) -> None:
-        """Persist vectors computed elsewhere (e.g. at submission); existing rows are kept."""
+        """Persist vectors of this backbone (e.g. computed at submission); an existing row is
+        kept unless its kind is beyond the parity bound."""
         vectors = np.asarray(vectors, dtype="<f4")
         if vectors.shape != (len(sha256s), self.backbone.dim):
             raise ValueError(
@@ -73,12 +88,31 @@ class EmbeddingCache:
                 "backbone_id": self.backbone.id,
                 "dim": self.backbone.dim,
                 "vector": vector.tobytes(),
+                "runtime": self.backbone.runtime,
+                "precision": self.backbone.precision,
             }
             for sha256, vector in zip(sha256s, vectors, strict=True)
         ]
         dialect = sqlite if self.registry.is_sqlite else postgresql
-        # Another process may have embedded the same photo meanwhile: same bytes, same vector.
-        statement = dialect.insert(Embedding).on_conflict_do_nothing()
+        insert = dialect.insert(Embedding)
+        # Another process may have embedded the same photo meanwhile (its vector stands, as
+        # it keeps parity); a row of a kind beyond the bound is replaced.
+        accepted = or_(
+            *(
+                and_(Embedding.runtime == runtime, Embedding.precision == precision)
+                for runtime, precision in (
+                    k.split("/", 1) for k in sorted(self.backbone.accepted_kinds)
+                )
+            )
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[Embedding.sha256, Embedding.backbone_id],
+            set_={
+                name: insert.excluded[name]
+                for name in ("dim", "vector", "runtime", "precision", "created_at")
+            },
+            where=~accepted,
+        )
         with self.registry.session() as session:
             session.execute(statement, rows)
 
@@ -96,10 +130,11 @@ class EmbeddingCache:
             keys.setdefault(sha256, key)
         found = self.cached(keys)
         missing = [(sha256, key) for sha256, key in keys.items() if sha256 not in found]
-        for start in range(0, len(missing), self.batch_size):
+        batches = self.backbone.embed_batches(
+            missing, self.batch_size, load=lambda photo: decode_stored(self._fetch(*photo))
+        )
+        for start, computed in zip(range(0, len(missing), self.batch_size), batches, strict=True):
             batch = missing[start : start + self.batch_size]
-            images = [decode_stored(self._fetch(sha256, key)) for sha256, key in batch]
-            computed = self.backbone.embed(images, batch_size=self.batch_size)
             self.store_vectors([sha256 for sha256, _ in batch], computed)
             found.update(zip((sha256 for sha256, _ in batch), computed, strict=True))
             if progress is not None:

@@ -6,6 +6,7 @@ steps, so one description (:class:`Preprocessing`) drives them all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,8 +43,14 @@ class Preprocessing:
         # Lists, not tuples: the same value before and after a JSON round trip.
         return {name: list(v) if isinstance(v, tuple) else v for name, v in asdict(self).items()}
 
-    def __call__(self, image: Image.Image) -> np.ndarray:
-        """One RGB image to a CHW float32 array."""
+    @property
+    def min_decode_side(self) -> int:
+        """The shorter side a photo needs before the resize for that resize to stay exact: twice
+        the side it is scaled to, so every output pixel still averages several source pixels."""
+        return math.ceil(2 * self.size / self.crop_fraction)
+
+    def resized(self, image: Image.Image) -> np.ndarray:
+        """The resize step: one image to ``(size, size, 3)`` uint8 pixels."""
         resample = _INTERPOLATIONS[self.interpolation]
         image = image.convert("RGB")
         if self.resize == "squash":
@@ -55,6 +62,24 @@ class Preprocessing:
             image = image.resize((width, height), resample)
             left, top = (width - self.size) // 2, (height - self.size) // 2
             image = image.crop((left, top, left + self.size, top + self.size))
-        pixels = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-        normalised = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+        return np.asarray(image, dtype=np.uint8)
+
+    def normalised(self, pixels: np.ndarray) -> np.ndarray:
+        """The normalisation step: ``(..., size, size, 3)`` uint8 to ``(..., 3, size, size)``
+        float32, the network's input."""
+        # A table of the 256 values per channel, computed with the same float32 steps as
+        # (pixels / 255 - mean) / std: the same numbers, several times faster.
+        table = self._table()
+        channels = [table[channel][pixels[..., channel]] for channel in range(3)]
+        return np.stack(channels, axis=-3)
+
+    def _table(self) -> np.ndarray:
+        levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+        mean = np.asarray(self.mean, np.float32)[:, np.newaxis]
+        std = np.asarray(self.std, np.float32)[:, np.newaxis]
+        table: np.ndarray = (levels[np.newaxis, :] - mean) / std
+        return table
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """One RGB image to a CHW float32 array."""
+        return self.normalised(self.resized(image))

@@ -30,9 +30,10 @@ from core.model.artifacts import (
     serialize_artifact,
 )
 from core.model.backbone import Backbone
-from core.model.backbones import get_backbone, resolve_backbone_id
+from core.model.backbones import ensure_export, get_backbone, resolve_backbone_id
 from core.model.embeddings import EmbeddingCache
-from core.model.head import fit_head
+from core.model.exports import probe_photos
+from core.model.fitting import fit_head
 from core.model.metrics import HISTORY_KEY, EpochStats, classification_metrics, flat_metrics
 from core.model.predictor import load_model
 from core.model.tracking import TrainingRun
@@ -189,12 +190,17 @@ def train_model(
     fingerprint = dataset_fingerprint(photos)
     remove_orphan_artifacts(registry, store)
 
+    # Training makes the backbone's exported file in this home (the first time, with the
+    # first photos as its parity probe): every process that predicts with the model finds it.
+    ensure_export(backbone_id, settings, probe_photos=lambda: probe_photos(store, photos))
     backbone = get_backbone(backbone_id, settings)
     vectors = _embed(settings, registry, store, backbone, photos, progress)
     targets = np.array([labels.index(str(photo.label)) for photo in photos])
     train, validation = validation_split(photos, settings.validation_fraction, settings.split_seed)
     params = {
         "backbone": backbone_id,
+        "backbone_weights_sha256": backbone.weights_sha256,
+        "runtime": backbone.kind,
         "learning_rate": settings.learning_rate,
         "epochs": settings.epochs,
         "batch_size": settings.train_batch_size,
@@ -251,6 +257,8 @@ def train_model(
             created_at=datetime.now(UTC).isoformat(),
             mlflow_run_id=run.run_id,
             params=params,
+            backbone_weights_sha256=backbone.weights_sha256,
+            runtime=backbone.kind,
         )
         version_id, key, mlflow_version = _publish(registry, store, run, artifact, actor)
     except BaseException as exc:

@@ -100,6 +100,9 @@ class Embedding(Base):
     backbone_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    # How it was computed: only vectors of runtimes that keep parity here are used.
+    runtime: Mapped[str] = mapped_column(String(32), default="torch")
+    precision: Mapped[str] = mapped_column(String(8), default="fp32")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -4,6 +4,7 @@ the lookup order, the clear error when weights are missing, and ``auto``."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import subprocess
@@ -21,17 +22,20 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.errors import ConfigError, ModelError, WeightsNotFound
-from core.imaging import decode_stored
+from core.imaging import DECODE_MIN_SIDE, decode_stored
 from core.model.backbones import (
     BACKBONE_IDS,
     DINOV2,
     EFFICIENTNET_LITE0,
+    backbone_module,
     dinov2,
     efficientnet_lite0,
     get_backbone,
     resolve_backbone_id,
 )
 from core.model.preprocessing import Preprocessing
+from core.model.runtimes.files import cosines
+from core.model.runtimes.selection import COSINE_MIN
 from core.registry import Embedding, Photo, Registry
 from tests.conftest import REPO_ROOT
 from tests.services import free_port
@@ -107,10 +111,12 @@ def test_dinov2_loads_the_official_layout_strictly_with_identical_outputs(
     backbone = get_backbone(DINOV2, settings)
     assert (backbone.id, backbone.dim) == (DINOV2, 384)
     assert get_backbone(DINOV2, settings) is backbone
+    assert backbone.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
     # Every tensor but the position embedding (resampled 37x37 -> 16x16) is the saved one.
     saved = torch.load(path, weights_only=True)
-    loaded = backbone._network.state_dict()
+    network = dinov2.network(settings)
+    loaded = network.state_dict()
     assert set(loaded) == official_dinov2_keys() - {"mask_token"}
     for name, tensor in loaded.items():
         if name == "pos_embed":
@@ -119,13 +125,16 @@ def test_dinov2_loads_the_official_layout_strictly_with_identical_outputs(
             assert torch.equal(tensor, saved[name]), name
 
     images = [decode_stored(p.read_bytes()) for p in dataset_photos["dandelion"][:3]]
-    embedded = backbone.embed(images, batch_size=2)
     batch = torch.from_numpy(np.stack([backbone.preprocess(image) for image in images]))
     assert batch.shape == (3, 3, 224, 224)
     with torch.inference_mode():
-        expected = reference.forward_features(batch)[:, 0]
+        expected = reference.forward_features(batch)[:, 0].numpy()
+        # The torch network is exactly the reference...
+        np.testing.assert_allclose(network(batch).numpy(), expected, rtol=0, atol=1e-5)
+    # ...and the runtime chosen here keeps parity with it.
+    embedded = backbone.embed(images, batch_size=2)
     assert embedded.shape == (3, 384) and embedded.dtype == np.float32
-    np.testing.assert_allclose(embedded, expected.numpy(), rtol=0, atol=1e-5)
+    assert cosines(embedded, expected).min() >= COSINE_MIN
     assert np.abs(embedded).mean() > 0.1  # a real signal, not zeros
 
 
@@ -140,7 +149,7 @@ def test_dinov2_is_found_in_the_torch_hub_cache(
 
     assert dinov2.weights_path(settings) == cached
     assert resolve_backbone_id(settings) == DINOV2
-    assert get_backbone(DINOV2, settings).weights == str(cached)
+    assert dinov2.weights_file(settings) == cached
 
 
 def test_a_configured_weights_file_that_does_not_exist_is_named(
@@ -206,8 +215,8 @@ def test_the_download_lands_in_the_hub_cache_when_allowed(
     settings = offline(allow_weight_download=True)
     backbone = get_backbone(DINOV2, settings)
     cached = tmp_path / "torch" / "hub" / "checkpoints" / dinov2.FILENAME
-    assert backbone.weights == str(cached)
     assert cached.read_bytes() == dinov2_checkpoint[0].read_bytes()
+    assert backbone.weights_sha256 == hashlib.sha256(cached.read_bytes()).hexdigest()
     assert sorted(p.name for p in cached.parent.iterdir()) == [dinov2.FILENAME]  # no .part left
 
 
@@ -231,18 +240,19 @@ def test_auto_falls_back_to_the_offline_backbone(offline: Callable[..., Settings
 
 
 def test_efficientnet_lite0_maps_every_package_tensor(offline: Callable[..., Settings]) -> None:
-    backbone = get_backbone(EFFICIENTNET_LITE0, offline())
+    settings = offline()
+    network = efficientnet_lite0.network(settings)
     source = torch.load(efficientnet_lite0.weights_path(), weights_only=True)
     source_tensors = [t for name, t in source.items() if not name.startswith("_fc.")]
-    loaded = list(backbone._network.state_dict().values())
+    loaded = list(network.state_dict().values())
     assert len(loaded) == len(source_tensors) == 294
     for index, (ours, theirs) in enumerate(zip(loaded, source_tensors, strict=True)):
         assert torch.equal(ours, theirs), index
-    batch_norms = [m for m in backbone._network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    batch_norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert batch_norms and all(m.eps == 1e-3 for m in batch_norms)  # as the weights were trained
 
     images = [Image.new("RGB", (250, 180), color) for color in ("yellow", "green")]
-    vectors = backbone.embed(images)
+    vectors = get_backbone(EFFICIENTNET_LITE0, settings).embed(images)
     assert vectors.shape == (2, 1280) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all() and not np.allclose(vectors[0], vectors[1])
 
@@ -252,9 +262,8 @@ def test_efficientnet_lite0_refuses_a_tensor_that_does_not_fit(tmp_path: Path) -
     source["_blocks.3._project_conv.weight"] = torch.zeros(7, 7, 1, 1)
     broken = tmp_path / "broken.pth"
     torch.save(source, broken)
-    network = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
     with pytest.raises(ModelError, match=r"_blocks\.3\._project_conv\.weight"):
-        efficientnet_lite0.load_weights(network, broken)
+        efficientnet_lite0.load_weights(efficientnet_lite0.timm_network(), broken)
 
 
 def test_get_backbone_builds_one_instance_across_threads(offline: Callable[..., Settings]) -> None:
@@ -271,15 +280,22 @@ def test_get_backbone_builds_one_instance_across_threads(offline: Callable[..., 
     assert len(results) == 4 and all(result is results[0] for result in results)
 
 
-def test_nothing_is_built_at_import() -> None:
+def test_nothing_is_built_at_import_and_prediction_imports_no_torch() -> None:
     code = (
-        "import sys, core.model.backbones as b, core.model.embeddings;"
-        "print('timm' in sys.modules, len(b._built))"
+        "import sys, core.model.backbones as b, core.model.embeddings, core.model.predictor,"
+        " core.loop.submissions, core.app;"
+        "print('timm' in sys.modules, 'torch' in sys.modules, len(b._built))"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
     ).stdout
-    assert output.split() == ["False", "0"]
+    assert output.split() == ["False", "False", "0"]
+
+
+def test_every_backbone_is_decoded_large_enough_for_its_resize() -> None:
+    for backbone_id in BACKBONE_IDS:
+        preprocessing = backbone_module(backbone_id).PREPROCESSING
+        assert preprocessing.min_decode_side <= DECODE_MIN_SIDE, backbone_id
 
 
 def test_preprocessing_shapes_and_its_record_survives_json() -> None:

@@ -5,40 +5,45 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.config import Settings
 from core.errors import ModelError
 from core.imaging import decode_stored
-from core.model.backbone import Backbone, TimmBackbone
+from core.model.backbone import Backbone
 from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
 from core.model.embeddings import EmbeddingCache
+from core.model.preprocessing import Preprocessing
 from core.registry import Embedding, Registry
 from core.store import LocalStore
 
+MEAN_COLOUR = "mean_colour"
 
-class MeanColour(Backbone):
-    """A real, tiny backbone (the mean RGB of a 8x8 thumbnail): a second backbone id."""
 
-    id = "mean_colour"
-    dim = 3
+class MeanEngine:
+    """A real, tiny network: the mean of each channel."""
 
-    @property
-    def preprocessing(self) -> dict[str, Any]:
-        return {"size": 8}
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return batch.mean(axis=(2, 3))
 
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        pixels = np.asarray(image.resize((8, 8)), dtype=np.float32) / 255.0
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch.mean(dim=(2, 3))
+def mean_colour() -> Backbone:
+    """A second backbone id: the mean RGB of an 8x8 thumbnail, on a runtime of its own."""
+    return Backbone(
+        MEAN_COLOUR,
+        3,
+        Preprocessing(size=8, mean=(0.0,) * 3, std=(1.0,) * 3),
+        MeanEngine(),
+        runtime="numpy",
+        precision="fp32",
+        weights="none",
+        weights_sha256="none",
+        accepted_kinds=frozenset({"numpy/fp32"}),
+        reason="a test backbone",
+    )
 
 
 @pytest.fixture
@@ -67,7 +72,7 @@ def stored(store: LocalStore, dataset_photos: dict[str, list[Path]]) -> list[tup
 
 
 @pytest.fixture
-def lite(settings: Settings) -> TimmBackbone:
+def lite(settings: Settings) -> Backbone:
     return get_backbone(EFFICIENTNET_LITE0, settings)
 
 
@@ -84,7 +89,7 @@ def direct(backbone: Backbone, store: LocalStore, photos: Sequence[tuple[str, st
 
 
 def test_each_photo_runs_through_the_backbone_once(
-    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: TimmBackbone
+    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: Backbone
 ) -> None:
     cache = EmbeddingCache(registry, store, lite, batch_size=4)
     progress: list[tuple[int, int]] = []
@@ -109,7 +114,7 @@ def test_each_photo_runs_through_the_backbone_once(
 
 
 def test_only_the_missing_photos_are_embedded(
-    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: TimmBackbone
+    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: Backbone
 ) -> None:
     cache = EmbeddingCache(registry, store, lite, batch_size=8)
     cache.vectors(stored[:6])
@@ -122,7 +127,7 @@ def test_only_the_missing_photos_are_embedded(
 
 
 def test_vectors_stored_at_submission_are_reused(
-    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: TimmBackbone
+    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: Backbone
 ) -> None:
     cache = EmbeddingCache(registry, store, lite, batch_size=8)
     submitted = direct(lite, store, stored[:2])
@@ -138,13 +143,13 @@ def test_vectors_stored_at_submission_are_reused(
 
 
 def test_each_backbone_has_its_own_vectors(
-    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: TimmBackbone
+    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: Backbone
 ) -> None:
     EmbeddingCache(registry, store, lite, batch_size=8).vectors(stored)
-    colour = MeanColour()
+    colour = mean_colour()
     vectors = EmbeddingCache(registry, store, colour, batch_size=8).vectors(stored)
     assert colour.images_embedded == 10 and vectors.shape == (10, 3)
-    assert (rows(registry, EFFICIENTNET_LITE0), rows(registry, MeanColour.id)) == (10, 10)
+    assert (rows(registry, EFFICIENTNET_LITE0), rows(registry, MEAN_COLOUR)) == (10, 10)
 
 
 def test_a_failure_keeps_the_batches_already_done(
@@ -154,7 +159,7 @@ def test_a_failure_keeps_the_batches_already_done(
     # are reached; the first is committed, the second fails before anything is written.
     _, key = stored[5]
     store.put(key, b"not the same bytes")
-    colour = MeanColour()
+    colour = mean_colour()
     cache = EmbeddingCache(registry, store, colour, batch_size=3)
     with pytest.raises(ModelError, match="does not match its sha256"):
         cache.vectors(stored)
@@ -163,8 +168,44 @@ def test_a_failure_keeps_the_batches_already_done(
 
 
 def test_no_photos_give_an_empty_matrix(
-    registry: Registry, store: LocalStore, lite: TimmBackbone
+    registry: Registry, store: LocalStore, lite: Backbone
 ) -> None:
     vectors = EmbeddingCache(registry, store, lite, batch_size=8).vectors([])
     assert vectors.shape == (0, 1280)
     assert EmbeddingCache(registry, store, lite, batch_size=8).cached([]) == {}
+
+
+def kinds(registry: Registry, backbone_id: str) -> set[tuple[str, str]]:
+    with registry.session() as session:
+        rows = session.execute(
+            select(Embedding.runtime, Embedding.precision).where(
+                Embedding.backbone_id == backbone_id
+            )
+        )
+        return {(runtime, precision) for runtime, precision in rows}
+
+
+def test_vectors_beyond_the_parity_bound_are_computed_again_and_replaced(
+    registry: Registry, store: LocalStore, stored: list[tuple[str, str]], lite: Backbone
+) -> None:
+    cache = EmbeddingCache(registry, store, lite, batch_size=8)
+    first = cache.vectors(stored)
+    assert kinds(registry, EFFICIENTNET_LITE0) == {(lite.runtime, lite.precision)}
+    assert lite.kind in lite.accepted_kinds and "torch/fp32" in lite.accepted_kinds
+
+    # Four rows claim a kind that failed parity here (e.g. made by another runtime change).
+    changed = [sha for sha, _ in stored[:4]]
+    with registry.session() as session:
+        session.execute(
+            update(Embedding)
+            .where(Embedding.sha256.in_(changed))
+            .values(runtime="onnxruntime", precision="int8", vector=np.zeros(1280, "<f4").tobytes())
+        )
+    assert "onnxruntime/int8" not in lite.accepted_kinds
+    assert set(cache.cached(sha for sha, _ in stored)) == {sha for sha, _ in stored[4:]}
+
+    before = lite.images_embedded
+    again = cache.vectors(stored)
+    assert lite.images_embedded - before == 4  # only the rejected ones
+    np.testing.assert_allclose(again, first, atol=1e-5)
+    assert kinds(registry, EFFICIENTNET_LITE0) == {(lite.runtime, lite.precision)}

@@ -149,7 +149,7 @@ def test_a_head_is_never_used_with_another_backbone(own_trained: TrainedSystem) 
         return ModelArtifact(**fields)  # type: ignore[arg-type]
 
     # A DINOv2 head (384-d) whose file claims EfficientNet-Lite0.
-    dinov2_sized = variant(state_dict=LinearHead(384, 2).state_dict())
+    dinov2_sized = variant(state_dict=LinearHead(np.zeros((1, 384)), np.zeros(1), 2).state_dict())
     with pytest.raises(ModelError, match="expects 384-d embeddings"):
         load_model(
             own_trained.settings,

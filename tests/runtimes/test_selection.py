@@ -1,0 +1,91 @@
+"""Choosing the runtime: the fastest that keeps parity, measured once per machine and
+recorded in the home, restricted by the setting, and shown by status with its reason."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.app import App
+from core.config import Settings
+from core.errors import ConfigError
+from core.model.backbones import EFFICIENTNET_LITE0, get_backbone, network_of, runtime_selection
+from core.model.head import LinearHead
+from core.model.runtimes import selection as selection_module
+from core.model.runtimes.files import Export
+from core.model.runtimes.selection import Candidate, Selection, select
+from tests.model.conftest import TrainedSystem
+
+
+@pytest.mark.slow
+def test_status_names_the_runtime_in_use_and_why(trained: TrainedSystem) -> None:
+    backbone = get_backbone(EFFICIENTNET_LITE0, trained.settings)
+    with App(trained.settings, actor="test") as app:
+        report = app.status()["runtime_in_use"]
+    assert report["setting"] == "auto"
+    assert report["runtime"] == backbone.kind
+    assert (
+        "the fastest of" in report["reason"] and "keeps parity with torch fp32" in report["reason"]
+    )
+    assert re.search(r"on 32 (photos|synthetic) probe images", report["reason"])
+    assert len(report["candidates"]) >= 2 and all(
+        "img/s" in c or "failed" in c for c in report["candidates"]
+    )
+
+
+@pytest.mark.slow
+def test_a_recorded_measurement_is_reused_until_the_machine_changes(
+    trained: TrainedSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = runtime_selection(EFFICIENTNET_LITE0, trained.settings)
+
+    def no_measuring(*_args: Any) -> Any:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(selection_module, "measure", no_measuring)
+    network = network_of(recorded.export, trained.settings)
+    again = select(network, recorded.export)
+    assert again.candidates == recorded.candidates and again.measured_at == recorded.measured_at
+
+    monkeypatch.setattr(selection_module, "machine", lambda threads: {"cpu": "another one"})
+    with pytest.raises(AssertionError, match="measured again"):
+        select(network, recorded.export)
+
+
+@pytest.mark.slow
+def test_the_setting_restricts_the_runtimes(
+    make_settings: Callable[..., Settings], trained: TrainedSystem
+) -> None:
+    settings = make_settings(backbone=EFFICIENTNET_LITE0, runtime="onnxruntime")
+    selection = runtime_selection(EFFICIENTNET_LITE0, settings)
+    assert {c.runtime for c in selection.candidates} == {"onnxruntime"}
+    assert get_backbone(EFFICIENTNET_LITE0, settings).runtime == "onnxruntime"
+    with pytest.raises(ConfigError, match="runtime"):
+        make_settings(runtime="tensorrt")
+
+
+def test_a_model_whose_answers_would_change_gets_the_next_runtime() -> None:
+    reference = np.array([[1.0, 0.02], [1.0, -0.5], [1.0, 0.5]])
+    flipped = reference + np.array([0.0, -0.03])  # the first photo crosses the boundary
+    head = LinearHead(np.array([[0.0, 1.0]]), np.zeros(1), 2)  # grass when the 2nd value > 0
+    fast, slow = (
+        Candidate("openvino", "bf16", 0.9995, 300.0),
+        Candidate("onnxruntime", "fp32", 1.0, 100.0),
+    )
+    chosen = Selection(
+        "auto",
+        Export(Path("net.onnx"), {"backbone": "test", "probe": {"photos": 3, "source": "photos"}}),
+        None,  # type: ignore[arg-type]  # no engine is built here
+        [fast, slow],
+        reference,
+        {fast.kind: flipped, slow.kind: reference},
+        "now",
+    )
+    assert chosen.choose()[0] == fast  # the fastest, for embedding
+    candidate, reason = chosen.choose(head)
+    assert candidate == slow and "agree with torch fp32's on only 66.7%" in reason
