@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Workers import torch and load the model before they answer; give a busy machine time for it.
+# Workers load the model (and may export a backbone first) before they answer: time for it.
 WORKER_TIMEOUT_S = 300
 # On stop, requests in flight get this long to finish (a full /predict/batch takes a few
 # seconds). gunicorn 26 also waits this long on an idle keep-alive connection, such as the

@@ -23,6 +23,11 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
     places.add_row("backbone setting", report["backbone"])
     in_use = report["backbone_in_use"]
     places.add_row("backbone in use", f"{in_use['id']} ({in_use['reason']})")
+    runtime = report["runtime_in_use"]
+    places.add_row(
+        "runtime in use",
+        f"{runtime['runtime'] or 'none yet'} (setting {runtime['setting']}: {runtime['reason']})",
+    )
     console.print(places)
 
     statuses = [status.value for status in PhotoStatus]
@@ -62,6 +67,8 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
       labels      the configured labels
       backbone    the configured backbone setting
       backbone_in_use  {id, reason}: what training uses now, and why
+      runtime_in_use   {setting, runtime, reason, candidates}: what the champion's (or the
+                  backbone's) network runs on here, and why; runtime null until measured
       photos      {total, by_label: {label: n}, by_status: {status: n},
                    by_label_and_status: {label: {status: n}}}
                   (photos without a label yet count under "unlabelled")
