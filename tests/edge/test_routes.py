@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from core.errors import NoChampion
 from edge_server.app import create_app
 from edge_server.services import Services
-from tests.edge.conftest import EdgeApp, documented, edge_settings, photo_name
+from tests.edge.conftest import EdgeApp, documented
+from tests.homes import edge_settings, photo_name
 
 pytestmark = pytest.mark.slow
 
