@@ -10,7 +10,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -96,6 +96,16 @@ class Settings(BaseModel):
     batch_max_size: int = Field(default=16, gt=0)
     batch_max_delay_ms: float = Field(default=5.0, ge=0)
     max_batch_files: int = Field(default=32, gt=0)
+
+    # The worker serves Prometheus metrics on http://<worker_metrics_host>:<port>/metrics
+    # (0 turns them off); 0.0.0.0 in a container, so that Prometheus can reach them.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9100, ge=0, lt=65536)
+
+    # Similarity search (near-duplicates, similar photos): pgvector on PostgreSQL, sqlite-vec
+    # beside SQLite, or the exact scan of every cached vector; auto picks by registry and
+    # falls back to the exact scan where the extension is missing (see core/vectors).
+    vector_index: Literal["auto", "pgvector", "sqlite-vec", "exact"] = "auto"
 
     # The desktop marks predictions less confident than this as unsure.
     unsure_below: float = Field(default=0.7, ge=0, le=1)
