@@ -29,6 +29,8 @@ def start_worker(home: Path, log: Path, **settings: str) -> subprocess.Popen[byt
             "CLASSIFI_HOME": str(home),
             "CLASSIFI_BACKBONE": "efficientnet_lite0",
             "CLASSIFI_RETRAIN_SCHEDULE": NEVER,
+            # Off unless a test asks: two workers on one machine cannot share a port.
+            "CLASSIFI_WORKER_METRICS_PORT": "0",
             **{f"CLASSIFI_{key.upper()}": value for key, value in settings.items()},
         }
     )
