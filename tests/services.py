@@ -55,9 +55,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def run_postgres(pg_bin: Path) -> Iterator[str]:
+def run_postgres(pg_bin: Path, *options: str) -> Iterator[str]:
     """A PostgreSQL server of ``pg_bin``'s binaries in a temp dir on 127.0.0.1: its URL
-    (without database name) while the generator runs, stopped and deleted after."""
+    (without database name) while the generator runs, stopped and deleted after.
+    ``options`` are server settings, e.g. ``"shared_buffers=1GB"``."""
     data_dir = Path(tempfile.mkdtemp(prefix="classifi-pg-"))
     port = free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -87,7 +88,7 @@ def run_postgres(pg_bin: Path) -> Iterator[str]:
             "-l",
             str(data_dir / "log"),
             "-o",
-            f"-h 127.0.0.1 -p {port} -k {data_dir}",
+            " ".join([f"-h 127.0.0.1 -p {port} -k {data_dir}", *(f"-c {o}" for o in options)]),
             "start",
         ],
         check=True,
@@ -206,15 +207,8 @@ def s3_store_url(s3_endpoint: str) -> str:
     return f"s3://classifi-test-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    if url := os.environ.get("CI_REDIS_URL"):
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server is not installed: apt-get install redis-server")
-        return
+def run_redis(binary: str) -> Iterator[str]:
+    """A Redis server on 127.0.0.1 without persistence: its URL while the generator runs."""
     port = free_port()
     work_dir = tempfile.mkdtemp(prefix="classifi-redis-")
     process = subprocess.Popen(
@@ -239,6 +233,18 @@ def redis_server() -> Iterator[str]:
     finally:
         stop_process(process)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    if url := os.environ.get("CI_REDIS_URL"):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed: apt-get install redis-server")
+        return
+    yield from run_redis(binary)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core.config import Settings
-from core.errors import NotFound
+from core.errors import BadRequest, NotFound
 from core.loop.moves import UPLOADING
 from core.model.backbones import get_backbone, resolve_backbone_id
 from core.model.embeddings import EmbeddingCache
@@ -71,6 +71,8 @@ def similar_to_photo(
     """The ``k`` stored photos most like photo ``photo_id``, nearest first, by the embeddings
     of the champion's backbone (the configured one before the first model). The photo is
     embedded if its vector is not cached yet."""
+    if k < 1:
+        raise BadRequest(f"Ask for at least 1 similar photo, not {k}.", code="invalid_count")
     with registry.session() as session:
         photo = session.execute(
             select(Photo.sha256, Photo.object_key).where(Photo.id == photo_id)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import exc, text
 
-from core.registry.db import MIGRATION_LOCK_KEY
 from core.vectors.base import (
     IndexUnavailable,
     Neighbour,
@@ -41,6 +40,8 @@ log = logging.getLogger(__name__)
 
 COLUMN = "embedding"
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE
+#: pg_advisory_xact_lock key of the index's schema changes ("classvec" in ASCII).
+LOCK_KEY = 0x636C617373766563
 #: pgvector's hnsw.ef_search bounds; a wider search finds the true neighbours more often.
 EF_SEARCH_MIN, EF_SEARCH_MAX = 100, 1000
 _BACKFILL_CHUNK = 1000
@@ -48,8 +49,10 @@ _BACKBONE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def vector_literal(vector: np.ndarray) -> str:
-    """pgvector's text form, ``[0.1,0.2,...]``, with each float32 written exactly."""
-    return "[" + ",".join(np.asarray(vector, dtype=np.float32).astype(str)) + "]"
+    """pgvector's text form, ``[0.1,0.2,...]``. Each float32 is written as the double it
+    widens to, exactly, so pgvector reads back the same float32 (and repr is faster than
+    numpy's own float32 printing)."""
+    return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
 def _partial_predicate(backbone_id: str, dim: int) -> str:
@@ -77,33 +80,40 @@ class PgvectorIndex(VectorIndex):
         if registry.is_sqlite:
             raise IndexUnavailable("pgvector serves a PostgreSQL registry only")
         with registry.session() as session:
-            version = session.scalar(
-                text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-            )
+            version, column = cls._schema(session)
+            if version is None or not column:
+                # Processes opening a new registry together take turns; the first makes it.
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+                version, column = cls._schema(session)
             if version is None:
                 version = cls._create_extension(registry, session)
-            if not session.scalar(
-                text(
-                    "SELECT 1 FROM information_schema.columns WHERE table_schema = "
-                    "current_schema() AND table_name = 'embeddings' AND column_name = :column"
-                ),
-                {"column": COLUMN},
-            ):
-                session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
-                session.execute(
-                    text(f"ALTER TABLE embeddings ADD COLUMN IF NOT EXISTS {COLUMN} vector")
-                )
+            if not column:
+                session.execute(text(f"ALTER TABLE embeddings ADD COLUMN {COLUMN} vector"))
                 # Finds the rows still to fill at once, whatever the size of the table.
                 session.execute(
                     text(
-                        "CREATE INDEX IF NOT EXISTS ix_embeddings_unindexed ON embeddings "
+                        "CREATE INDEX ix_embeddings_unindexed ON embeddings "
                         f"(backbone_id, dim) WHERE {COLUMN} IS NULL"
                     )
                 )
                 log.info("vectors: added the pgvector column to %s", registry.safe_url)
         return cls(registry, str(version))
+
+    @staticmethod
+    def _schema(session: Session) -> tuple[str | None, bool]:
+        """pgvector's version in this database (None: not enabled), and whether the column is
+        there. Looked up first: DDL would lock the table even when it changes nothing."""
+        version = session.scalar(
+            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        )
+        column = session.scalar(
+            text(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'embeddings' AND column_name = :column"
+            ),
+            {"column": COLUMN},
+        )
+        return version, bool(column)
 
     @staticmethod
     def _create_extension(registry: Registry, session: Session) -> str:
@@ -144,13 +154,16 @@ class PgvectorIndex(VectorIndex):
         # here, where this transaction's locks would make it wait for itself.
         session.execute(
             text(
-                f"UPDATE embeddings SET {COLUMN} = CAST(:vector AS vector) WHERE sha256 = "
-                f":sha256 AND backbone_id = :backbone_id AND {COLUMN} IS NULL"
+                f"UPDATE embeddings SET {COLUMN} = CAST(new.vector AS vector) FROM "
+                "unnest(CAST(:sha256s AS text[]), CAST(:vectors AS text[])) AS new(sha256, vector) "
+                "WHERE embeddings.sha256 = new.sha256 AND embeddings.backbone_id = :backbone_id "
+                f"AND embeddings.{COLUMN} IS NULL"
             ),
-            [
-                {"vector": vector_literal(row), "sha256": sha256, "backbone_id": backbone_id}
-                for sha256, row in zip(sha256s, vectors, strict=True)
-            ],
+            {
+                "sha256s": list(sha256s),
+                "vectors": [vector_literal(row) for row in vectors],
+                "backbone_id": backbone_id,
+            },
         )
 
     def close(self) -> None:
@@ -179,7 +192,7 @@ class PgvectorIndex(VectorIndex):
     def _prepare(self, backbone_id: str, dim: int) -> None:
         name = _index_name(backbone_id, dim)
         with self.registry.session() as session:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             filled = self._backfill(session, backbone_id, dim)
             if not session.scalar(text("SELECT to_regclass(:name)"), {"name": name}):
                 log.info("vectors: building the HNSW index %s", name)
