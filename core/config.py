@@ -103,6 +103,16 @@ class Settings(BaseModel):
     # and X-Forwarded-For (rate limits per client). Off, anyone could forge them.
     trusted_proxy: bool = False
 
+    # The worker serves Prometheus metrics on http://<worker_metrics_host>:<port>/metrics
+    # (0 turns them off); 0.0.0.0 in a container, so that Prometheus can reach them.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9100, ge=0, lt=65536)
+
+    # Similarity search (near-duplicates, similar photos): pgvector on PostgreSQL, sqlite-vec
+    # beside SQLite, or the exact scan of every cached vector; auto picks by registry and
+    # falls back to the exact scan where the extension is missing (see core/vectors).
+    vector_index: Literal["auto", "pgvector", "sqlite-vec", "exact"] = "auto"
+
     # The desktop marks predictions less confident than this as unsure.
     unsure_below: float = Field(default=0.7, ge=0, le=1)
 

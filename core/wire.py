@@ -80,6 +80,18 @@ class Duplicate(WireModel):
         return round(distance, 6)
 
 
+class SimilarPhoto(WireModel):
+    """A stored photo like another, by the cosine distance of their embeddings."""
+
+    photo_id: int
+    status: PhotoStatus
+    distance: float = Field(description="Cosine distance between the two photos' embeddings.")
+
+    @field_serializer("distance")
+    def _rounded(self, distance: float) -> float:
+        return round(distance, 6)
+
+
 class Submission(WireModel):
     """What became of a submitted photo."""
 
@@ -234,6 +246,7 @@ class Usage(WireModel):
 WIRE_MODELS: tuple[type[WireModel], ...] = (
     Prediction,
     Duplicate,
+    SimilarPhoto,
     Submission,
     PendingPhoto,
     ReviewDecision,

@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show where the stores live, photo counts and the current model.",
     ),
     "train": ("classifi.cli.train", "Train a new model on the registered photos."),
+    "reembed": (
+        "classifi.cli.reembed",
+        "Fill a backbone's embedding cache, here or on the workers.",
+    ),
     "predict": ("classifi.cli.predict", "Classify photos or folders with the champion model."),
     "submit": ("classifi.cli.submit", "Submit a photo with a proposed label for review."),
     "review": ("classifi.cli.review", "List, approve or reject pending submissions (admin)."),

@@ -28,6 +28,11 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
         "runtime in use",
         f"{runtime['runtime'] or 'none yet'} (setting {runtime['setting']}: {runtime['reason']})",
     )
+    index = report["similarity_index"]
+    places.add_row(
+        "similarity index",
+        index["index"] if index["fallback"] is None else f"{index['index']} ({index['fallback']})",
+    )
     console.print(places)
 
     statuses = [status.value for status in PhotoStatus]
@@ -74,6 +79,8 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
                   (photos without a label yet count under "unlabelled")
       champion    null, or {version, backbone, accuracy, created_at, promoted_at}
       maintenance_lock  null, or who holds it: "retrain by pid N on HOST since T"
+      similarity_index  {index: pgvector|sqlite-vec|exact, fallback: null or why the
+                  index made for the registry could not be used, and what it adds}
     """,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")

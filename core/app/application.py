@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from core import auth
+from core import auth, vectors
 from core.config import Settings
-from core.errors import BadRequest, ClassifiError, InvalidImage, NoChampion
+from core.errors import BadRequest, ClassifiError, InvalidImage, LockHeld, NoChampion
 from core.imaging import CheckedPhoto, check_photo
 from core.locks import LockHolder, lock_holder, maintenance_lock
 from core.registry import Registry
@@ -36,6 +36,7 @@ from core.wire import (
     RetrainOutcome,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
 )
 
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
     from core.backup import BackupReport
     from core.ingest import IngestReport, Listing, ProgressCallback
     from core.loop.doctor import DoctorReport
-    from core.loop.reembed import ReembedReport
+    from core.loop.monitoring import LoopSnapshot
+    from core.loop.reembed import PhotoRef, ReembedPlan, ReembedReport
     from core.model.exports import ExportedModel
     from core.model.predictor import Predictor
     from core.model.runtimes.files import Export
@@ -96,7 +98,12 @@ class App:
     @property
     def registry(self) -> Registry:
         # Opening it runs the migrations: first use is on a worker thread, never a UI one.
-        return self._opened.get("registry", lambda: Registry(self.settings.registry_url))
+        def build() -> Registry:
+            registry = Registry(self.settings.registry_url)
+            vectors.choose_index(registry, self.settings.vector_index)
+            return registry
+
+        return self._opened.get("registry", build)
 
     @property
     def store(self) -> ObjectStore:
@@ -115,6 +122,7 @@ class App:
         """Release the database connections; the app reopens what a later call needs."""
         registry = self._opened.pop_all().get("registry")
         if registry is not None:
+            vectors.close_index(registry)
             registry.dispose()
 
     def __enter__(self) -> App:
@@ -131,6 +139,11 @@ class App:
 
     def lock_holder(self) -> LockHolder | None:
         return lock_holder(self.registry)
+
+    @property
+    def vector_index(self) -> vectors.VectorIndex:
+        """The similarity index of the registry (opened on first use)."""
+        return vectors.index_of(self.registry)
 
     # --- Classify ------------------------------------------------------------------------
     def check_photo(self, data: bytes) -> CheckedPhoto:
@@ -196,6 +209,16 @@ class App:
         from core.loop.duplicates import exact_duplicate
 
         return exact_duplicate(self.registry, photo.sha256)
+
+    def similar(
+        self, photo_id: int, k: int = 20, *, pending_only: bool = False
+    ) -> list[SimilarPhoto]:
+        """The ``k`` photos most like ``photo_id``, nearest first (only pending ones if asked)."""
+        from core.loop.duplicates import similar_to_photo
+
+        return similar_to_photo(
+            self.settings, self.registry, self.store, photo_id, k, pending_only=pending_only
+        )
 
     def pending(self, *, limit: int | None = None, offset: int = 0) -> list[PendingPhoto]:
         """Pending submissions, most useful to review first."""
@@ -313,18 +336,37 @@ class App:
     def retrain_check(
         self, *, force: bool = False, actor: str | None = None, progress: Progress | None = None
     ) -> RetrainOutcome:
-        """Retrain and gate when due, under the maintenance lock (LockHeld if it is taken)."""
+        """Retrain and gate when due, under the maintenance lock (LockHeld if it is taken).
+
+        A check that stands down or fails is audited too, for the worker's metrics."""
+        from core.loop import monitoring
         from core.loop.policy import retrain_check
 
-        with self.maintenance("retrain"):
-            return retrain_check(
-                self.settings,
-                self.registry,
-                self.store,
-                force=force,
-                actor=actor or self.actor,
-                progress=progress,
+        actor = actor or self.actor
+        try:
+            with self.maintenance("retrain"):
+                return retrain_check(
+                    self.settings,
+                    self.registry,
+                    self.store,
+                    force=force,
+                    actor=actor,
+                    progress=progress,
+                )
+        except LockHeld as held:
+            monitoring.record_check(self.registry, monitoring.STOOD_DOWN, actor, str(held))
+            raise
+        except Exception as exc:
+            monitoring.record_check(
+                self.registry, monitoring.FAILED, actor, f"{type(exc).__name__}: {exc}"
             )
+            raise
+
+    def loop_snapshot(self) -> LoopSnapshot:
+        """The learning loop's counts and times, as the worker's metrics export them."""
+        from core.loop.monitoring import loop_snapshot
+
+        return loop_snapshot(self.registry)
 
     def reembed(self, backbone_id: str | None = None) -> ReembedReport:
         """Fill the embedding cache of a backbone, under the maintenance lock."""
@@ -332,6 +374,18 @@ class App:
 
         with self.maintenance("re-embed"):
             return reembed(self.settings, self.registry, self.store, backbone_id=backbone_id)
+
+    def plan_reembed(self, backbone_id: str | None = None) -> ReembedPlan:
+        """The photos a re-embed of ``backbone_id`` would embed, to split across workers."""
+        from core.loop.reembed import plan_reembed
+
+        return plan_reembed(self.settings, self.registry, self.store, backbone_id=backbone_id)
+
+    def embed_photos(self, backbone_id: str, photos: Sequence[PhotoRef]) -> int:
+        """Embed one part of a re-embed plan (no lock: a part done twice changes nothing)."""
+        from core.loop.reembed import embed_photos
+
+        return embed_photos(self.settings, self.registry, self.store, backbone_id, photos)
 
     def doctor(self, *, repair: bool = False) -> DoctorReport:
         """Check bucket/registry consistency; repairs hold the maintenance lock."""
@@ -388,6 +442,7 @@ class App:
         report = status_report(self.settings, self.registry)
         holder = self.lock_holder()
         report["maintenance_lock"] = None if holder is None else holder.describe()
+        report["similarity_index"] = self.vector_index.describe()
         return report
 
     # --- Credentials -----------------------------------------------------------------------
