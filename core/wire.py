@@ -231,6 +231,26 @@ class Usage(WireModel):
     count: int = Field(default=1, ge=1, le=MAX_USAGE_COUNT)
 
 
+class PairingRequest(WireModel):
+    """A device trades a pairing code (``classifi keys pair``) for a device key of its own."""
+
+    code: str = Field(
+        min_length=1, max_length=32, description="The code the server showed, e.g. K7QM-X3PD."
+    )
+    device: str = Field(
+        min_length=1,
+        max_length=48,
+        description="What the device calls itself: the key's name if the code was made without one.",
+    )
+
+
+class PairedDevice(WireModel):
+    """The device key a pairing gave, shown this once: send it as ``X-API-Key``."""
+
+    device: str
+    key: str
+
+
 WIRE_MODELS: tuple[type[WireModel], ...] = (
     Prediction,
     Duplicate,
@@ -244,4 +264,6 @@ WIRE_MODELS: tuple[type[WireModel], ...] = (
     RetrainOutcome,
     TaskState,
     Usage,
+    PairingRequest,
+    PairedDevice,
 )

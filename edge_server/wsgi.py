@@ -8,14 +8,15 @@ with the same result. In every process that serves it:
   named after their master, which ``/metrics`` merges (set before prometheus_client is
   first imported: it picks its value store then);
 - creates the admin token on the first start and prints it, once (the first worker to
-  open a fresh registry migrates it; the others wait their turn in core.registry);
+  open a fresh registry migrates it; the others wait their turn in core.registry), and, bound
+  off loopback with no device key and no ``api_keys``, the first device key likewise;
 - loads the champion before the worker answers, and builds the app.
 
 ``classifi serve`` forks ``workers`` gunicorn processes, each with ``server_threads`` threads
 (the ``gthread`` worker, so concurrent requests in one process share backbone passes in the
 micro-batcher); waitress (one process) serves where gunicorn cannot run. A plain gunicorn
 takes those from its own options (``--workers 2 --worker-class gthread --threads 8``); set
-``CLASSIFI_HOST`` to the interface it binds, since the API-key rule (see ``auth``) reads it.
+``CLASSIFI_HOST`` to the interface it binds, since the device-key rule (see ``auth``) reads it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TOKEN_NOTICE = """A new admin token was generated. It is shown only this once:
   {token}
 Send it as 'Authorization: Bearer <token>'; 'classifi admin-token reset' replaces it."""
+DEVICE_KEY_NOTICE = """A device key for {device!r} was generated. It is shown only this once:
+  {key}
+Devices send it as 'X-API-Key: <key>'. 'classifi keys create NAME' makes one per device,
+'classifi keys pair NAME' a pairing code, 'classifi keys revoke {device}' ends this one."""
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
 
 
@@ -61,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     services = Services.build(settings)
     announce_admin_token(services.app)  # before the model load, which takes a while
+    announce_first_device_key(services.app)
     services.load_model()
     return factory(services=services)
 
@@ -118,6 +124,21 @@ def announce_admin_token(app: App) -> None:
     if token is not None:
         print(TOKEN_NOTICE.format(token=token), flush=True)
         log.warning("A new admin token was generated and printed on standard output, once.")
+
+
+def announce_first_device_key(app: App) -> None:
+    """Off loopback with no key at all, make the first device key and print it, once."""
+    from core.auth import FIRST_DEVICE
+    from edge_server.auth import keys_required
+
+    if not keys_required(app.settings) or app.settings.api_keys:
+        return
+    key = app.ensure_first_device_key()  # None when keys exist (or another worker made it)
+    if key is not None:
+        print(DEVICE_KEY_NOTICE.format(device=FIRST_DEVICE, key=key), flush=True)
+        log.warning(
+            "A device key %r was generated and printed on standard output, once.", FIRST_DEVICE
+        )
 
 
 def gunicorn_available() -> bool:

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("classifi.cli.worker", "Run the Huey worker: scheduled ingest and retrain checks."),
     "serve": ("classifi.cli.serve", "Run the edge server (REST API, health, metrics)."),
     "admin-token": ("classifi.cli.admin_token", "Manage the edge server's admin token."),
+    "keys": ("classifi.cli.keys", "Create, list, revoke or pair the edge server's device keys."),
     "desktop": ("classifi.cli.desktop", "Open the desktop app."),
 }
 

@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from core.registry import Photo, Registry
 from core.store import LocalStore
 from tests.edge.callers import Answer, Call, Caller, HttpCaller, TestClientCaller
-from tests.edge.conftest import EdgeApp, LiveServer, edge_settings, photo_name
+from tests.edge.conftest import EdgeApp, LiveServer
 from tests.edge.photos import encode, exif_rotated, huge_png, odd_but_valid
+from tests.homes import edge_settings, photo_name
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.edge.conftest import LiveServer, copy_home, photo_name, start_gunicorn, start_server
+from tests.edge.conftest import LiveServer, copy_home, start_gunicorn, start_server
+from tests.homes import photo_name
 from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
