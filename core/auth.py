@@ -308,11 +308,16 @@ def is_pairing_code(text: str) -> bool:
     return len(code) == PAIRING_CODE_LENGTH and all(c in PAIRING_ALPHABET for c in code)
 
 
-def _drop_expired_pairings(session: Session, now: datetime) -> None:
-    rows = session.scalars(select(Credential).where(Credential.name.startswith(PAIRING_PREFIX)))
-    for row in rows:
-        if _aware(row.created_at) + PAIRING_VALID <= now:
-            session.delete(row)
+def _expired(row: Credential, now: datetime) -> bool:
+    return _aware(row.created_at) + PAIRING_VALID <= now
+
+
+def _drop_expired_pairings(registry: Registry, now: datetime) -> None:
+    with registry.session() as session:
+        rows = session.scalars(select(Credential).where(Credential.name.startswith(PAIRING_PREFIX)))
+        for row in rows:
+            if _expired(row, now):
+                session.delete(row)
 
 
 def create_pairing_code(registry: Registry, device: str | None = None) -> PairingCode:
@@ -325,8 +330,8 @@ def create_pairing_code(registry: Registry, device: str | None = None) -> Pairin
     raw = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(PAIRING_CODE_LENGTH))
     now = datetime.now(UTC)
     name = PAIRING_PREFIX + (device or _UNNAMED + secrets.token_hex(4))
+    _drop_expired_pairings(registry, now)
     with registry.session() as session:
-        _drop_expired_pairings(session, now)
         row = session.get(Credential, name)
         if row is not None:
             session.delete(row)
@@ -340,15 +345,15 @@ def redeem_pairing_code(registry: Registry, code: str, device: str) -> tuple[str
     """Trade a pairing code for a new device key: ``(device name, key)``. The code is used up
     only when the key is made; :class:`AuthError` for a wrong, used or expired code."""
     now = datetime.now(UTC)
+    _drop_expired_pairings(registry, now)
     with registry.session() as session:
-        _drop_expired_pairings(session, now)
         row = session.scalar(
             select(Credential).where(
                 Credential.name.startswith(PAIRING_PREFIX),
                 Credential.secret_hash == _device_hash(normalise_pairing_code(code)),
             )
         )
-        if row is None:
+        if row is None or _expired(row, now):
             raise AuthError(_WRONG_CODE)
         named = row.name.removeprefix(PAIRING_PREFIX)
         name = device if named.startswith(_UNNAMED) else named

@@ -18,6 +18,7 @@ one it forwards, else the peer's.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -126,4 +127,7 @@ def retry_after_s() -> int:
     """Seconds until the limit this request broke lets its client try again."""
     limiter: Limiter = current_app.extensions[EXTENSION]
     broken = limiter.current_limit
-    return max(1, broken.reset_at - int(time.time())) if broken is not None else 60
+    if broken is None:
+        return 60
+    reset_at, _remaining = broken.window
+    return max(1, math.ceil(reset_at - time.time()))
