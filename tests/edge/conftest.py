@@ -109,6 +109,8 @@ class LiveServer:
     home: Path
     token: str
     log: Path
+    #: The key a first start off loopback printed for "first-device", if it made one.
+    device_key: str | None = None
 
     def stop(self) -> None:
         """Stop the server and its workers: the whole process group it was started in.
@@ -194,9 +196,18 @@ def launch(
             raise TimeoutError(f"{command[0]} was not ready in 300 s:\n{log.read_text()}")
         time.sleep(0.2)
     printed = out.read_text().splitlines()
-    announced = [i for i, line in enumerate(printed) if "shown only this once" in line]
-    assert len(announced) == 1, printed  # one token, however many workers started
-    return LiveServer(url, process, home, printed[announced[0] + 1].strip(), log)
+    token = announced(printed, "A new admin token was generated")
+    assert token is not None, printed  # every home served here is new to serving
+    return LiveServer(
+        url, process, home, token, log, device_key=announced(printed, "A device key for")
+    )
+
+
+def announced(printed: list[str], notice: str) -> str | None:
+    """The secret printed under ``notice``: at most once, however many workers started."""
+    lines = [index for index, line in enumerate(printed) if line.startswith(notice)]
+    assert len(lines) <= 1, printed
+    return printed[lines[0] + 1].strip() if lines else None
 
 
 @pytest.fixture(scope="session")
