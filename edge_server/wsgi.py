@@ -13,9 +13,13 @@ with the same result. In every process that serves it:
 - loads the champion before the worker answers, and builds the app.
 
 ``classifi serve`` forks ``workers`` gunicorn processes, each with ``server_threads`` threads
-(the ``gthread`` worker, so concurrent requests in one process share backbone passes in the
-micro-batcher); waitress (one process) serves where gunicorn cannot run. A plain gunicorn
-takes those from its own options (``--workers 2 --worker-class gthread --threads 8``); set
+(``gthread``, made to resist slow and idle clients in :mod:`edge_server.gunicorn_worker`, so
+that concurrent requests in one process share backbone passes in the micro-batcher);
+waitress (one process, which buffers each request before the app sees it) serves where
+gunicorn cannot run. Under any gunicorn worker a request body that comes in too slowly is
+cut (:mod:`edge_server.slow_clients`). A plain gunicorn takes its options from its command
+line (``--workers 2 --worker-class edge_server.gunicorn_worker.BoundedThreadWorker
+--threads 8``); set
 ``CLASSIFI_HOST`` to the interface it binds, since the device-key rule (see ``auth``) reads it.
 """
 
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import Settings, load_settings
+from edge_server.slow_clients import bound_request_reads
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -45,6 +50,14 @@ WORKER_TIMEOUT_S = 300
 # seconds). gunicorn 26 also waits this long on an idle keep-alive connection, such as the
 # desktop's: its default of 30 s made every stop take 30 s.
 GRACEFUL_TIMEOUT_S = 10
+# An idle connection (kept alive, or opened and silent) is closed after this long; it waits
+# on the worker's poller meanwhile, never in a thread (edge_server.gunicorn_worker).
+KEEPALIVE_S = 5
+# Requests are small: a request line of at most 2 KB (our longest URL is under 100 bytes),
+# and at most 50 header fields (a browser sends about 20). gunicorn answers 400 beyond.
+LIMIT_REQUEST_LINE = 2048
+LIMIT_REQUEST_FIELDS = 50
+WORKER_CLASS = "edge_server.gunicorn_worker.BoundedThreadWorker"
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TOKEN_NOTICE = """A new admin token was generated. It is shown only this once:
@@ -68,7 +81,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     announce_admin_token(services.app)  # before the model load, which takes a while
     announce_first_device_key(services.app)
     services.load_model()
-    return factory(services=services)
+    app = factory(services=services)
+    app.wsgi_app = bound_request_reads(app.wsgi_app)  # type: ignore[method-assign,assignment]
+    return app
 
 
 def _metrics_dir(master_pid: int) -> Path:
@@ -159,11 +174,14 @@ def run_gunicorn(settings: Settings) -> None:
             options: dict[str, Any] = {
                 "bind": f"{settings.host}:{settings.port}",
                 "workers": settings.server_workers,
-                "worker_class": "gthread",
+                "worker_class": WORKER_CLASS,
                 "threads": settings.server_threads,
                 "preload_app": False,  # build the app (and load the model) in each worker
                 "timeout": WORKER_TIMEOUT_S,
                 "graceful_timeout": GRACEFUL_TIMEOUT_S,
+                "keepalive": KEEPALIVE_S,
+                "limit_request_line": LIMIT_REQUEST_LINE,
+                "limit_request_fields": LIMIT_REQUEST_FIELDS,
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),
                 "proc_name": "classifi-serve",
