@@ -10,10 +10,11 @@ one (``prediction`` for a prediction's label, ``id`` for a photo's id).
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Any, Literal, Self
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,16 @@ class ModelState(enum.StrEnum):
 class ReviewAction(enum.StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+
+
+def _in_utc(moment: datetime) -> datetime:
+    # The registry keeps UTC; SQLite gives it back without its zone. On the wire a time says
+    # its zone (RFC 3339, as the schema's "date-time" requires).
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+#: A moment in UTC, written with its zone.
+UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class WireModel(BaseModel):
@@ -109,7 +120,7 @@ class PendingPhoto(WireModel):
     confidence: float | None
     status: PhotoStatus
     submitted_by: str | None
-    submitted_at: datetime
+    submitted_at: UtcDateTime
     near_duplicate_of: int | None
     near_duplicate_distance: float | None
 
@@ -146,7 +157,7 @@ class ReviewDecision(WireModel):
 class AuditRecord(WireModel):
     """One entry of the audit log."""
 
-    at: datetime
+    at: UtcDateTime
     actor: str
     action: str
     photo_id: int | None
@@ -164,16 +175,16 @@ class ModelSummary(WireModel):
     labels: list[str]
     metrics: dict[str, Any]
     object_key: str
-    created_at: datetime
-    promoted_at: datetime | None
+    created_at: UtcDateTime
+    promoted_at: UtcDateTime | None
 
 
 class ChampionPeriod(WireModel):
     """When a version was champion, who made it so and why."""
 
     version: int
-    started_at: datetime
-    ended_at: datetime | None
+    started_at: UtcDateTime
+    ended_at: UtcDateTime | None
     reason: str
     actor: str
 

@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["classifi"] = services
 
+    # Before the routes are added: their <int:...> is then one the registry can hold.
+    app.url_map.converters["int"] = admin.RegistryId
     register_error_handlers(app)
     for blueprint in (
         predict.bp,

@@ -312,7 +312,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _admin(
             "Make the previous champion the champion again.",
             {200: _answer("The restored champion", ref(ModelSummary))},
-            errors=(409,),
+            errors=(404, 409),
         )
     },
     "/admin/retrain": {
