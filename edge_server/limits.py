@@ -11,7 +11,8 @@
 
 A request over a limit answers 429 with Retry-After (:func:`retry_after_s`). Counts are kept
 in Redis when the task queue is on Redis (``settings.queue_url``), so that a limit holds
-across the workers of a server and across servers; otherwise in each process's memory.
+across the workers of a server and across servers (and in memory while Redis is down);
+otherwise in each process's memory.
 Clients are told apart by address: behind a trusted proxy (``settings.trusted_proxy``) the
 one it forwards, else the peer's.
 """
@@ -105,6 +106,8 @@ def install(app: Flask, settings: Settings) -> Limiter:
         storage_uri=storage_uri(settings),
         application_limits=[per_address, refused_tokens],
         key_prefix="classifi",
+        # Redis down: the same limits go on in this process's memory, not a 500 for all.
+        in_memory_fallback_enabled=True,
         # Retry-After is set by the error handlers, from retry_after_s (never 0).
         headers_enabled=False,
     )

@@ -16,6 +16,7 @@ from core.app import App
 from core.config import Settings
 from core.errors import AuthError
 from tests.edge.conftest import EdgeApp
+from tests.services import free_port
 from tests.web.conftest import csrf_of
 
 pytestmark = pytest.mark.slow
@@ -132,3 +133,11 @@ def test_resetting_the_admin_token_ends_web_sessions(make_app: Callable[..., Edg
     edge.services.app.reset_admin_token()
     page = client.get("/admin").text
     assert "Sign out" not in page and re.search(r'name="token"', page)  # asked to sign in again
+
+
+def test_with_redis_down_the_limits_go_on_in_memory(make_app: Callable[..., EdgeApp]) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    edge = make_app(queue_url=down, rate_limit_other="2 per minute")
+    client = at(edge.client(), "192.0.2.30")
+    answers = [client.get("/health/live").status_code for _ in range(3)]
+    assert answers == [200, 200, 429]  # served, and still limited: no 500
