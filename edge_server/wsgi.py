@@ -53,9 +53,10 @@ GRACEFUL_TIMEOUT_S = 10
 # An idle connection (kept alive, or opened and silent) is closed after this long; it waits
 # on the worker's poller meanwhile, never in a thread (edge_server.gunicorn_worker).
 KEEPALIVE_S = 5
-# Requests are small: a request line of at most 2 KB (our longest URL is under 100 bytes),
-# and at most 50 header fields (a browser sends about 20). gunicorn answers 400 beyond.
-LIMIT_REQUEST_LINE = 2048
+# At most 50 header fields (a browser sends about 20) and a request line of 8 KB, gunicorn's
+# largest: a longer line than its default 4 KB still reaches the app, which says what is
+# wrong in the API's JSON shape, where gunicorn would answer its own HTML page.
+LIMIT_REQUEST_LINE = 8190
 LIMIT_REQUEST_FIELDS = 50
 WORKER_CLASS = "edge_server.gunicorn_worker.BoundedThreadWorker"
 
