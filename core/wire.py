@@ -10,10 +10,11 @@ one (``prediction`` for a prediction's label, ``id`` for a photo's id).
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Any, Literal, Self
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,16 @@ class ModelState(enum.StrEnum):
 class ReviewAction(enum.StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+
+
+def _in_utc(moment: datetime) -> datetime:
+    # The registry keeps UTC; SQLite gives it back without its zone. On the wire a time says
+    # its zone (RFC 3339, as the schema's "date-time" requires).
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+#: A moment in UTC, written with its zone.
+UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class WireModel(BaseModel):
@@ -121,7 +132,7 @@ class PendingPhoto(WireModel):
     confidence: float | None
     status: PhotoStatus
     submitted_by: str | None
-    submitted_at: datetime
+    submitted_at: UtcDateTime
     near_duplicate_of: int | None
     near_duplicate_distance: float | None
 
@@ -158,7 +169,7 @@ class ReviewDecision(WireModel):
 class AuditRecord(WireModel):
     """One entry of the audit log."""
 
-    at: datetime
+    at: UtcDateTime
     actor: str
     action: str
     photo_id: int | None
@@ -176,16 +187,16 @@ class ModelSummary(WireModel):
     labels: list[str]
     metrics: dict[str, Any]
     object_key: str
-    created_at: datetime
-    promoted_at: datetime | None
+    created_at: UtcDateTime
+    promoted_at: UtcDateTime | None
 
 
 class ChampionPeriod(WireModel):
     """When a version was champion, who made it so and why."""
 
     version: int
-    started_at: datetime
-    ended_at: datetime | None
+    started_at: UtcDateTime
+    ended_at: UtcDateTime | None
     reason: str
     actor: str
 
@@ -243,6 +254,26 @@ class Usage(WireModel):
     count: int = Field(default=1, ge=1, le=MAX_USAGE_COUNT)
 
 
+class PairingRequest(WireModel):
+    """A device trades a pairing code (``classifi keys pair``) for a device key of its own."""
+
+    code: str = Field(
+        min_length=1, max_length=32, description="The code the server showed, e.g. K7QM-X3PD."
+    )
+    device: str = Field(
+        min_length=1,
+        max_length=48,
+        description="What the device calls itself: the key's name if the code was made without one.",
+    )
+
+
+class PairedDevice(WireModel):
+    """The device key a pairing gave, shown this once: send it as ``X-API-Key``."""
+
+    device: str
+    key: str
+
+
 WIRE_MODELS: tuple[type[WireModel], ...] = (
     Prediction,
     Duplicate,
@@ -257,4 +288,6 @@ WIRE_MODELS: tuple[type[WireModel], ...] = (
     RetrainOutcome,
     TaskState,
     Usage,
+    PairingRequest,
+    PairedDevice,
 )

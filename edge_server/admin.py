@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.routing import IntegerConverter, Map
 
 from core.errors import BadRequest, ModelError
 from core.wire import RetrainOutcome, TaskState
@@ -18,6 +19,16 @@ from edge_server.services import ACTOR, current
 bp = Blueprint("admin", __name__)
 
 MAX_LIST = 500
+#: The largest id the registry holds (PostgreSQL's INTEGER): a larger one names no row, and
+#: must not reach the database, where it would overflow.
+MAX_ID = 2**31 - 1
+
+
+class RegistryId(IntegerConverter):
+    """``<int:...>`` in this app's URLs: a whole number up to :data:`MAX_ID` (else 404)."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(url_map, *args, **{"max": MAX_ID, **kwargs})
 
 
 def json_object() -> dict[str, Any]:
@@ -27,11 +38,24 @@ def json_object() -> dict[str, Any]:
     return body
 
 
+def _only_query(*names: str) -> None:
+    """Refuse a query parameter the route does not take: a typo ("limt") is said, not ignored."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise BadRequest(
+            f"Unknown query parameter {unknown[0]!r}: this route takes {', '.join(names)}."
+        )
+
+
 def _int_arg(name: str, default: int, maximum: int) -> int:
     raw = request.args.get(name, str(default))
     if not raw.isdigit() or int(raw) > maximum:
         raise BadRequest(f"'{name}' must be a whole number from 0 to {maximum}.")
     return int(raw)
+
+
+def _is_id(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_ID
 
 
 def _decide(photo_ids: list[int], body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -44,6 +68,7 @@ def _decide(photo_ids: list[int], body: dict[str, Any]) -> list[dict[str, Any]]:
 @bp.get("/admin/submissions")
 @admin_required
 def list_submissions() -> ResponseReturnValue:
+    _only_query("status", "limit", "offset")
     status = request.args.get("status", "pending")
     if status != "pending":
         raise BadRequest("Only status=pending can be listed: the others are not awaiting review.")
@@ -71,7 +96,7 @@ def review_one(photo_id: int) -> ResponseReturnValue:
 def review_many() -> ResponseReturnValue:
     body = json_object()
     ids = body.get("ids")
-    if not isinstance(ids, list) or not ids or not all(type(i) is int for i in ids):
+    if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
         raise BadRequest("'ids' must be a non-empty list of photo ids.", code="invalid_ids")
     return jsonify({"decisions": _decide(ids, body)})
 
@@ -88,6 +113,7 @@ def undo() -> ResponseReturnValue:
 @admin_required
 def audit() -> ResponseReturnValue:
     """Who decided what and when, newest first."""
+    _only_query("limit")
     records = current().app.audit_log(_int_arg("limit", 100, MAX_LIST))
     return jsonify({"entries": [record.to_dict() for record in records]})
 
@@ -104,8 +130,8 @@ def promote(version: int) -> ResponseReturnValue:
     """Answers at once: this process serves the new champion as soon as it has loaded (in
     the background), the other workers within their refresh interval. An optional JSON
     body ``{"reason": "..."}`` goes into the champion history."""
-    body = request.get_json(silent=True) if request.content_length else {}
-    reason = body.get("reason") if isinstance(body, dict) else None
+    body = json_object() if request.content_length else {}
+    reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise BadRequest("'reason' must be a text of at most 500 characters.")
     return jsonify(current().app.promote(version, reason=reason).to_dict())

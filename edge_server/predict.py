@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core.wire import Prediction
-from edge_server.auth import check_api_key
+from edge_server.auth import require_device
 from edge_server.errors import describe
 from edge_server.services import current
 from edge_server.uploads import body_limit, many_photos, one_photo
@@ -17,8 +17,8 @@ bp = Blueprint("predict", __name__)
 
 
 @bp.before_request
-def require_api_key() -> None:
-    check_api_key(current().settings)
+def require_key() -> None:
+    require_device()
 
 
 @bp.post("/predict")

@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "admin-token": ("classifi.cli.admin_token", "Manage the edge server's admin token."),
     "backup": ("classifi.cli.backup", "Back up this home (safe while everything runs)."),
     "restore": ("classifi.cli.restore", "Restore a backup as this home."),
+    "keys": ("classifi.cli.keys", "Create, list, revoke or pair the edge server's device keys."),
     "desktop": ("classifi.cli.desktop", "Open the desktop app."),
     "export": ("classifi.cli.export", "Export a model as ONNX, or the backbone files to ship."),
 }

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import auth, vectors
-from core.config import Settings
+from core.config import Settings, rate_limits
 from core.errors import BadRequest, ClassifiError, InvalidImage, LockHeld, NoChampion
 from core.imaging import CheckedPhoto, check_photo
 from core.locks import LockHolder, lock_holder, maintenance_lock
@@ -31,6 +31,8 @@ from core.wire import (
     ChampionPeriod,
     Duplicate,
     ModelSummary,
+    PairedDevice,
+    PairingRequest,
     PendingPhoto,
     Prediction,
     RetrainOutcome,
@@ -93,6 +95,7 @@ class App:
         #: for) and a submission meanwhile is stored without the model's opinion.
         self.wait_for_model = wait_for_model
         self._opened = _Lazy()
+        self._kept = _Lazy()  # what closing the stores must not reset (the sign-in count)
 
     # --- The stores, opened on first use ---------------------------------------------------
     @property
@@ -460,9 +463,26 @@ class App:
         """The key that signs the edge server's web-page sessions (shared by its workers)."""
         return auth.ensure_session_key(self.registry)
 
+    def admin_token_fingerprint(self) -> str | None:
+        """Changes when the admin token is reset (the web page's sessions follow it)."""
+        return auth.admin_token_fingerprint(self.registry)
+
     def create_device_key(self, name: str) -> str:
         """A new key for a device (shown once; only its hash is kept)."""
         return auth.create_device_key(self.registry, name)
+
+    def ensure_first_device_key(self) -> str | None:
+        """The first device key of a server exposed to the network, to show once (or None)."""
+        return auth.ensure_first_device_key(self.registry)
+
+    def create_pairing_code(self, device: str | None = None) -> auth.PairingCode:
+        """A short one-time code a device trades for a key (named ``device``, or as it asks)."""
+        return auth.create_pairing_code(self.registry, device)
+
+    def pair(self, request: PairingRequest) -> PairedDevice:
+        """Trade a pairing code for a new device key (AuthError for a wrong or stale code)."""
+        device, key = auth.redeem_pairing_code(self.registry, request.code, request.device)
+        return PairedDevice(device=device, key=key)
 
     def device_keys(self) -> list[auth.DeviceKey]:
         return auth.list_device_keys(self.registry)
@@ -485,7 +505,15 @@ class App:
         auth.choose_password(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
 
     def verify_admin_password(self, password: str) -> None:
-        auth.verify_secret(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
+        """AuthError for a wrong password, and for any after too many wrong ones (setting
+        ``rate_limit_sign_in``, counted in this process)."""
+        guard = self._kept.get(
+            "sign_in_guard",
+            lambda: auth.SignInGuard(rate_limits(self.settings, "rate_limit_sign_in")),
+        )
+        guard.check(
+            lambda: auth.verify_secret(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
+        )
 
     # --- Usage -----------------------------------------------------------------------------
     def record_usage(self, client: str, event: str, count: int = 1) -> None:

@@ -30,6 +30,8 @@ from core.errors import (
 from core.wire import (
     AuditRecord,
     ModelSummary,
+    PairedDevice,
+    PairingRequest,
     PendingPhoto,
     Prediction,
     ReviewAction,
@@ -211,6 +213,15 @@ class RemoteApp:
 
     def retrain_state(self, task_id: str) -> TaskState:
         return TaskState.from_dict(self._json("GET", f"/admin/retrain/{task_id}", admin=True))
+
+    # --- Devices ---------------------------------------------------------------------------
+    def pair(self, code: str, device: str) -> PairedDevice:
+        """Trade a pairing code (``classifi keys pair`` on the server) for a device key, which
+        this client then sends; AuthError for a wrong, used or expired code."""
+        body = PairingRequest(code=code, device=device).to_dict()
+        paired = PairedDevice.from_dict(self._json("POST", "/pair", json=body))
+        self.api_key = paired.key
+        return paired
 
     # --- Usage -----------------------------------------------------------------------------
     def record_usage(self, client: str, event: str, count: int = 1) -> None:

@@ -57,7 +57,7 @@ def test_off_loopback_the_page_asks_for_the_key_once_and_keeps_it(
 
     refused = client.post("/classify", data=form_with(client, photos=photo_field(data)))
     assert refused.status_code == 401
-    assert "An API key is required" in refused.text and "<html" in refused.text
+    assert "A device key is required" in refused.text and "<html" in refused.text
 
     typed = client.post(
         "/classify", data=form_with(client, photos=photo_field(data), api_key="phone-key")
@@ -73,7 +73,7 @@ def test_off_loopback_the_page_asks_for_the_key_once_and_keeps_it(
     wrong = client.post(
         "/classify", data=form_with(client, photos=photo_field(data), api_key="guess")
     )
-    assert wrong.status_code == 401 and "The API key is wrong" in wrong.text
+    assert wrong.status_code == 401 and "The device key is wrong" in wrong.text
     (forgotten,) = set_cookie_headers(wrong, "classifi_api_key")
     assert "Max-Age=0" in forgotten or "Expires=Thu, 01 Jan 1970" in forgotten
     assert (
