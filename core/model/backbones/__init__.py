@@ -107,7 +107,7 @@ def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
 ProbePhotos = Callable[[], Sequence[Image.Image]]
 
 _exports: dict[str, Export] = {}  # key -> an export this process made or found
-_selections: dict[tuple[str, str, int | None], Selection] = {}
+_selections: dict[tuple[str, str, int | None, str], Selection] = {}
 _built: dict[tuple[str, str, int | None], Backbone] = {}
 _built_lock = threading.RLock()
 
@@ -160,7 +160,13 @@ def runtime_selection(
     """The measured runtimes of ``backbone_id`` on this machine (measured on first use)."""
     export = ensure_export(backbone_id, settings, weights_sha256=weights_sha256)
     with _built_lock:
-        cache_key = (export.key, settings.runtime, settings.inference_threads)
+        # Per home too: each home keeps its own measurement (a process may open several).
+        cache_key = (
+            export.key,
+            settings.runtime,
+            settings.inference_threads,
+            str(writable_dir(settings)),
+        )
         if cache_key not in _selections:
             _selections[cache_key] = select(network_of(export, settings), export)
         return _selections[cache_key]
