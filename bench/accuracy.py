@@ -28,7 +28,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, train_test_split  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
 
 from core.config import Settings, load_settings  # noqa: E402
 from core.imaging import check_photo, find_photos  # noqa: E402
@@ -51,12 +51,10 @@ from core.model.backbones import (  # noqa: E402
     get_backbone,
 )
 from core.model.calibration import calibrate  # noqa: E402
+from core.model.crossval import BATCH_SIZE, LEARNING_RATE, VALIDATION_FRACTION, cross_validate  # noqa: E402
 from core.model.fitting import fit_head  # noqa: E402
-from core.model.metrics import expected_calibration_error  # noqa: E402
 
 DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "dandelion-grass"
-LEARNING_RATE, BATCH_SIZE = 0.003, 32  # the specification's trainer
-VALIDATION_FRACTION = 0.3  # as classifi train
 CROP = 0.8  # the centre crop view keeps this share of each side
 
 
@@ -125,62 +123,6 @@ def images_per_second(backbone: Backbone, settings: Settings, data: Dataset) -> 
         backbone.embed([check_photo(b, settings).image for b in photos], batch_size=32)
         best = max(best, len(photos) / (time.perf_counter() - start))
     return best
-
-
-@dataclass
-class Scores:
-    accuracy: list[float]
-    ece: list[float]
-    unsure: list[float]
-    out_of_distribution: list[float]
-
-
-def cross_validate(
-    vectors: dict[str, np.ndarray],
-    targets: np.ndarray,
-    n_labels: int,
-    *,
-    epochs: int,
-    train_views: Sequence[str],
-    test_views: Sequence[str],
-    folds: int,
-    repeats: int,
-) -> Scores:
-    scores = Scores([], [], [], [])
-    seen = np.mean([vectors[view] for view in test_views], axis=0)  # test-time averaging
-    for repeat in range(repeats):
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=repeat)
-        for train, test in splitter.split(seen, targets):
-            learn, validation = train_test_split(
-                train,
-                test_size=VALIDATION_FRACTION,
-                stratify=targets[train],
-                random_state=repeat,
-            )
-            x = np.concatenate([vectors[view][learn] for view in train_views])
-            y = np.tile(targets[learn], len(train_views))
-            head, _ = fit_head(
-                x,
-                y,
-                n_labels,
-                validation=(seen[validation], targets[validation]),
-                learning_rate=LEARNING_RATE,
-                epochs=epochs,
-                batch_size=BATCH_SIZE,
-                seed=repeat,
-            )
-            calibration = calibrate(
-                head, vectors["original"][learn], seen[validation], targets[validation]
-            )
-            probabilities = head.probabilities(seen[test], calibration.temperature)
-            confidence = probabilities.max(axis=1)
-            scores.accuracy.append(float((probabilities.argmax(axis=1) == targets[test]).mean()))
-            scores.ece.append(expected_calibration_error(probabilities, targets[test]))
-            scores.unsure.append(float((confidence < calibration.unsure_below).mean()))
-            scores.out_of_distribution.append(
-                float(calibration.out_of_distribution(seen[test]).mean())
-            )
-    return scores
 
 
 def non_plant_flags(

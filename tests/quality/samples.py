@@ -4,8 +4,8 @@ rendered here. (bench/accuracy.py prints the same measurement.)"""
 
 from __future__ import annotations
 
-import io
 import importlib.util
+import io
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +43,16 @@ def _charts() -> list[tuple[str, Image.Image]]:
         "pie": lambda ax: ax.pie(rng.integers(1, 10, 5)),
         "histogram": lambda ax: ax.hist(rng.normal(size=2000), bins=40, color="olivedrab"),
         "matrix": lambda ax: ax.imshow(rng.random((12, 12)), cmap="YlGn"),
-        "contour": lambda ax: ax.contourf(*np.meshgrid(np.linspace(-2, 2, 80), np.linspace(-2, 2, 80)), np.sin(np.add.outer(np.linspace(-3, 3, 80), np.linspace(-3, 3, 80))), cmap="viridis"),
+        "contour": lambda ax: ax.contourf(
+            *np.meshgrid(np.linspace(-2, 2, 80), np.linspace(-2, 2, 80)),
+            np.sin(np.add.outer(np.linspace(-3, 3, 80), np.linspace(-3, 3, 80))),
+            cmap="viridis",
+        ),
         "steps": lambda ax: ax.step(range(30), rng.integers(0, 5, 30)),
         "text": lambda ax: ax.text(0.1, 0.5, "Quarterly report\n2026", fontsize=28),
-        "area": lambda ax: ax.stackplot(range(20), rng.random((3, 20)), colors=["#7cb342", "#c0ca33", "#fdd835"]),
+        "area": lambda ax: ax.stackplot(
+            range(20), rng.random((3, 20)), colors=["#7cb342", "#c0ca33", "#fdd835"]
+        ),
     }
     charts = []
     for name, draw in drawings.items():

@@ -1,5 +1,8 @@
 """The backbones, chosen from a table by id, one module per backbone (as frigate chooses its
-detectors): DINOv2 ViT-S/14 (the specification's choice) and EfficientNet-Lite0 (offline).
+detectors): DINOv2 ViT-S/14 (the specification's choice), EfficientNet-Lite0 (offline, the
+default without DINOv2's weights) and EfficientNet-Lite2 (offline, 260 px: chosen by name;
+bench/accuracy.py found it no more accurate than Lite0 on the shared photos and three times
+slower).
 
 Each module offers ``ID``, ``DIM``, ``PREPROCESSING``, ``weights_file(settings)`` and
 ``network(settings)`` (the torch network, for the exporter and the torch runtime); none
