@@ -72,10 +72,23 @@ class Prediction(WireModel):
     """One photo's classification (the seed's ``prediction`` field is the label)."""
 
     label: str = Field(alias="prediction")
-    confidence: float = Field(description="Probability of the predicted label.")
+    confidence: float = Field(description="Calibrated probability of the predicted label.")
     probabilities: dict[str, float]
     model_version: int
     backbone: str
+    unsure: bool = Field(
+        description="The confidence is below the model's unsure threshold: validation answers "
+        "that confident are right less often than the target (99%)."
+    )
+    out_of_distribution: bool = Field(
+        description="The photo is unlike every training photo (not a photo of any of the "
+        "model's labels): its label means little."
+    )
+    heatmap: str | None = Field(
+        default=None,
+        description="Asked for (explain): a PNG, base64, of the photo with the evidence for "
+        "the predicted label laid over it.",
+    )
 
 
 class Duplicate(WireModel):
@@ -164,6 +177,27 @@ class ReviewDecision(WireModel):
     @field_serializer("status")
     def _none_is_deleted(self, status: PhotoStatus | None) -> str:
         return str(status) if status is not None else DELETED
+
+
+class LabelIssue(WireModel):
+    """A training photo whose label looks wrong (cleanlab's label-issue finder on
+    out-of-fold probabilities), most suspicious first in a list."""
+
+    photo_id: int
+    url_source: str
+    label: str = Field(description="The label it trains with now.")
+    suggested_label: str = Field(description="The label the out-of-fold model gives it.")
+    score: float = Field(
+        description="cleanlab's label quality, from 0 (surely wrong) to 1: the lower, the "
+        "more suspicious."
+    )
+
+
+class SimilarPhoto(WireModel):
+    """A pending photo near another one (cosine distance of their embeddings)."""
+
+    photo_id: int
+    distance: float
 
 
 class AuditRecord(WireModel):
@@ -281,6 +315,8 @@ WIRE_MODELS: tuple[type[WireModel], ...] = (
     Submission,
     PendingPhoto,
     ReviewDecision,
+    LabelIssue,
+    SimilarPhoto,
     AuditRecord,
     ModelSummary,
     ChampionPeriod,

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import AuthError
-from core.model.metrics import EpochStats, epoch_history
+from core.model.metrics import CALIBRATION_KEY, EpochStats, epoch_history
 from core.wire import ModelState, ModelSummary, RetrainOutcome
 from desktop.backends import Backend
 from desktop.sign_in import sign_in
@@ -165,6 +166,25 @@ def curves_chart(version: int, history: list[EpochStats], theme: QChart.ChartThe
     return chart
 
 
+# Model quality (issue 16): what the selected version knows of its own answers. -------------
+def calibration_text(model: ModelSummary) -> str:
+    """The calibration stored with ``model``, in words."""
+    calibration = model.metrics.get(CALIBRATION_KEY)
+    if not calibration:
+        return (
+            f"Version {model.version} was trained before calibration: unsure below the "
+            "setting unsure_below, and no out-of-distribution check. Retrain to get both."
+        )
+    return (
+        f"Version {model.version}: unsure below {calibration['unsure_below']:.0%} confidence "
+        f"(validation answers above it are right at least "
+        f"{calibration['target_accuracy']:.0%} of the time); temperature "
+        f"{calibration['temperature']:.2f}; out of distribution beyond a distance of "
+        f"{calibration['ood_threshold']:.3f} from its {calibration['ood_neighbours']} nearest "
+        f"of {calibration['ood_bank_size']} training photos."
+    )
+
+
 class ModelsWindow(QMainWindow):
     def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -206,6 +226,9 @@ class ModelsWindow(QMainWindow):
         versions_layout = QVBoxLayout(versions)
         versions_layout.addWidget(self.table)
         versions_layout.addLayout(buttons)
+        self.calibration = QLabel()  # model quality: the selected version's calibration
+        self.calibration.setWordWrap(True)
+        versions_layout.addWidget(self.calibration)
         self.table.setMinimumSize(420, 120)
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(versions)
@@ -280,6 +303,7 @@ class ModelsWindow(QMainWindow):
         if model is None:
             return
         metrics = model.metrics
+        self.calibration.setText(calibration_text(model))
         self.confusion.show_matrix(
             list(metrics.get("labels", model.labels)), metrics.get("confusion_matrix", [])
         )

@@ -109,6 +109,38 @@ def undo() -> ResponseReturnValue:
     return jsonify(decision.to_dict())
 
 
+@bp.get("/admin/submissions/<int:photo_id>/similar")
+@admin_required
+def similar(photo_id: int) -> ResponseReturnValue:
+    """The pending photos nearest to this one, nearest first (for one decision on all)."""
+    found = current().app.similar(photo_id, limit=_int_arg("limit", 20, MAX_LIST))
+    return jsonify({"similar": [item.to_dict() for item in found]})
+
+
+@bp.get("/admin/label-audit")
+@admin_required
+def label_audit() -> ResponseReturnValue:
+    """Training photos whose label looks wrong, most suspicious first (cleanlab)."""
+    return jsonify({"issues": [issue.to_dict() for issue in current().app.audit_labels()]})
+
+
+@bp.post("/admin/label-audit/<int:photo_id>")
+@admin_required
+def fix_label(photo_id: int) -> ResponseReturnValue:
+    """``{"action": "relabel", "label": ...}`` or ``{"action": "remove"}`` (from training)."""
+    body = json_object()
+    action, label = body.get("action"), body.get("label")
+    app = current().app
+    if action == "relabel" and isinstance(label, str):
+        return jsonify(app.relabel(photo_id, label).to_dict())
+    if action == "remove" and label is None:
+        return jsonify(app.remove_from_training(photo_id).to_dict())
+    raise BadRequest(
+        'Send {"action": "relabel", "label": "<label>"} or {"action": "remove"}.',
+        code="invalid_action",
+    )
+
+
 @bp.get("/admin/audit")
 @admin_required
 def audit() -> ResponseReturnValue:

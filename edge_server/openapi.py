@@ -21,6 +21,7 @@ from core.wire import (
     WIRE_MODELS,
     AuditRecord,
     Duplicate,
+    LabelIssue,
     ModelSummary,
     PairedDevice,
     PairingRequest,
@@ -28,6 +29,7 @@ from core.wire import (
     Prediction,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
     TaskState,
     Usage,
@@ -172,12 +174,14 @@ READINESS = {
 PATHS: dict[str, dict[str, Any]] = {
     "/predict": {
         "post": _operation(
-            "Classify one photo (multipart field `file`, or a raw image body).",
+            "Classify one photo (multipart field `file`, or a raw image body); `explain=1` "
+            "adds its heatmap.",
             {200: _answer("The prediction", ref(Prediction))},
             errors=(400, 401, 413, 415, 503),
             tag="predict",
             keyed=True,
             body=_multipart(["file"], file=BINARY) | {"image/*": {"schema": BINARY}},
+            parameters=[_query_parameter("explain", {"enum": ["0", "1"]})],
         )
     },
     "/predict/batch": {
@@ -282,6 +286,41 @@ PATHS: dict[str, dict[str, Any]] = {
             "Undo the admin's last review decision: the photo is pending again.",
             {200: _answer("The undo", ref(ReviewDecision))},
             errors=(404, 409),
+        )
+    },
+    "/admin/submissions/{photo_id}/similar": {
+        "get": _admin(
+            "The pending photos nearest to this pending one, nearest first.",
+            {200: _answer("The similar photos", _object(similar=_list_of(SimilarPhoto)))},
+            errors=(400, 404, 409, 503),
+            parameters=[PHOTO_ID, _query_parameter("limit", INTEGER)],
+        )
+    },
+    "/admin/label-audit": {
+        "get": _admin(
+            "Training photos whose label looks wrong, most suspicious first (cleanlab).",
+            {200: _answer("The suspected mislabels", _object(issues=_list_of(LabelIssue)))},
+            errors=(409,),
+        )
+    },
+    "/admin/label-audit/{photo_id}": {
+        "post": _admin(
+            "Relabel a training photo, or remove it from training (audited).",
+            {200: _answer("The decision", ref(ReviewDecision))},
+            errors=(400, 404, 409),
+            parameters=[PHOTO_ID],
+            body={
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "action": {"enum": ["relabel", "remove"]},
+                            "label": {"type": "string", "description": "relabel only"},
+                        },
+                        "required": ["action"],
+                    }
+                }
+            },
         )
     },
     "/admin/audit": {

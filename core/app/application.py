@@ -30,6 +30,7 @@ from core.wire import (
     AuditRecord,
     ChampionPeriod,
     Duplicate,
+    LabelIssue,
     ModelSummary,
     PairedDevice,
     PairingRequest,
@@ -175,6 +176,14 @@ class App:
         self.predictor.refresh()
         return self.predictor.predict(images, wait=self.wait_for_model)
 
+    def explain(self, data: bytes) -> Prediction:
+        """One photo's prediction with its heatmap (a PNG, base64): where the model found
+        its label, from the same backbone pass."""
+        image = self.check_photo(data).image
+        self.predictor.refresh()
+        (prediction,) = self.predictor.explain([image], wait=self.wait_for_model)
+        return prediction
+
     def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """Classify many photos: a prediction for each good one (all in batched passes), the
         reason for each bad one, in the order given. One bad photo spoils no other."""
@@ -266,6 +275,33 @@ class App:
         from core.loop.review import audit_log
 
         return audit_log(self.registry, limit)
+
+    def similar(self, photo_id: int, *, limit: int = 20) -> list[SimilarPhoto]:
+        """The pending photos nearest to pending photo ``photo_id``, nearest first."""
+        from core.loop.similar import similar_pending
+
+        return similar_pending(self.settings, self.registry, self.store, photo_id, limit=limit)
+
+    # --- Label audit -------------------------------------------------------------------------
+    def audit_labels(self) -> list[LabelIssue]:
+        """Training photos whose label looks wrong, most suspicious first (cleanlab)."""
+        from core.loop.label_audit import audit_labels
+
+        return audit_labels(self.settings, self.registry, self.store)
+
+    def relabel(self, photo_id: int, label: str) -> ReviewDecision:
+        """Give a training photo another label (audited)."""
+        from core.loop.label_audit import relabel
+
+        return relabel(self.settings, self.registry, self.store, photo_id, label, actor=self.actor)
+
+    def remove_from_training(self, photo_id: int) -> ReviewDecision:
+        """Take a training photo out of the training set (audited)."""
+        from core.loop.label_audit import remove_from_training
+
+        return remove_from_training(
+            self.settings, self.registry, self.store, photo_id, actor=self.actor
+        )
 
     # --- Models ----------------------------------------------------------------------------
     def versions(self) -> list[ModelSummary]:

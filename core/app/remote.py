@@ -29,6 +29,7 @@ from core.errors import (
 )
 from core.wire import (
     AuditRecord,
+    LabelIssue,
     ModelSummary,
     PairedDevice,
     PairingRequest,
@@ -36,6 +37,7 @@ from core.wire import (
     Prediction,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
     TaskState,
 )
@@ -152,6 +154,11 @@ class RemoteApp:
             answers += [_prediction_or_error(result) for result in answer["results"]]
         return answers
 
+    def explain(self, data: bytes) -> Prediction:
+        upload = {"file": ("photo", data)}
+        call = partial(self._json, "POST", "/predict", params={"explain": 1}, files=upload)
+        return Prediction.from_dict(self._waiting(call))
+
     # --- Submissions and review ------------------------------------------------------------
     def submit(
         self, data: bytes, label: str, *, source: str, submitted_by: str | None = None
@@ -193,6 +200,26 @@ class RemoteApp:
     def audit_log(self, limit: int = 500) -> list[AuditRecord]:
         answer = self._json("GET", "/admin/audit", admin=True, params={"limit": limit})
         return [AuditRecord.from_dict(item) for item in answer["entries"]]
+
+    def similar(self, photo_id: int, *, limit: int = 20) -> list[SimilarPhoto]:
+        path = f"/admin/submissions/{photo_id}/similar"
+        answer = self._json("GET", path, admin=True, params={"limit": limit})
+        return [SimilarPhoto.from_dict(item) for item in answer["similar"]]
+
+    # --- Label audit -------------------------------------------------------------------------
+    def audit_labels(self) -> list[LabelIssue]:
+        answer = self._json("GET", "/admin/label-audit", admin=True)
+        return [LabelIssue.from_dict(item) for item in answer["issues"]]
+
+    def relabel(self, photo_id: int, label: str) -> ReviewDecision:
+        body = {"action": "relabel", "label": label}
+        answer = self._json("POST", f"/admin/label-audit/{photo_id}", admin=True, json=body)
+        return ReviewDecision.from_dict(answer)
+
+    def remove_from_training(self, photo_id: int) -> ReviewDecision:
+        body = {"action": "remove"}
+        answer = self._json("POST", f"/admin/label-audit/{photo_id}", admin=True, json=body)
+        return ReviewDecision.from_dict(answer)
 
     # --- Models ----------------------------------------------------------------------------
     def versions(self) -> list[ModelSummary]:

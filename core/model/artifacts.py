@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core.errors import ModelError
+from core.model.calibration import Calibration
 from core.model.head import LinearHead
 from core.model.pth import load_pth
 from core.registry import ModelVersion, Registry
@@ -51,6 +52,8 @@ class ModelArtifact:
     backbone_weights_sha256: str | None = None
     #: The runtime and precision of the training embeddings, e.g. "openvino/bf16".
     runtime: str | None = None
+    #: Temperature, unsure and out-of-distribution thresholds (None: older models).
+    calibration: Calibration | None = None
 
     @property
     def dim(self) -> int:
@@ -82,7 +85,11 @@ def serialize_artifact(artifact: ModelArtifact) -> bytes:
 
     buffer = io.BytesIO()
     state = {name: torch.from_numpy(np.array(array)) for name, array in artifact.state_dict.items()}
-    torch.save({"format": ARTIFACT_FORMAT, "state_dict": state, **artifact.metadata()}, buffer)
+    content = {"format": ARTIFACT_FORMAT, "state_dict": state, **artifact.metadata()}
+    if artifact.calibration is not None:
+        record = artifact.calibration.as_record()
+        content["calibration"] = {**record, "bank": torch.from_numpy(np.array(record["bank"]))}
+    torch.save(content, buffer)
     data = buffer.getvalue()
     reloaded = load_artifact(data)
     for name, array in artifact.state_dict.items():
@@ -115,6 +122,9 @@ def load_artifact(data: bytes, *, source: str = "the model file") -> ModelArtifa
             params=dict(raw.get("params") or {}),
             backbone_weights_sha256=raw.get("backbone_weights_sha256"),
             runtime=raw.get("runtime"),
+            calibration=(
+                Calibration.from_record(raw["calibration"]) if raw.get("calibration") else None
+            ),
         )
         artifact.head()  # the tensors must fit the declared labels
     except (KeyError, TypeError, ValueError) as exc:

@@ -14,7 +14,6 @@ from typing import Any
 from flask import make_response, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from core.config import Settings
 from core.errors import BadRequest, ClassifiError
 from core.metrics import WebEvent, count_web_event
 from core.wire import Prediction, Submission
@@ -46,23 +45,16 @@ class PhotoResult:
     heatmap: str | None = None  # a data: URL
 
     @classmethod
-    def of(
-        cls, index: int, upload: Upload, result: Prediction | ClassifiError, settings: Settings
-    ) -> PhotoResult:
+    def of(cls, index: int, upload: Upload, result: Prediction | ClassifiError) -> PhotoResult:
         if not isinstance(result, Prediction):
             return cls(index, upload.filename, error=str(result))
-        # The model-quality work adds a calibrated verdict, an out-of-distribution flag and a
-        # heatmap to Prediction: shown when present, the fixed threshold until then.
-        unsure = getattr(result, "unsure", None)
-        if unsure is None:
-            unsure = result.confidence < settings.unsure_below
         return cls(
             index,
             upload.filename,
             prediction=result,
-            unsure=bool(unsure),
-            out_of_distribution=bool(getattr(result, "out_of_distribution", False)),
-            heatmap=_image_url(getattr(result, "heatmap", None)),
+            unsure=result.unsure,
+            out_of_distribution=result.out_of_distribution,
+            heatmap=_image_url(result.heatmap),
         )
 
 
@@ -119,7 +111,7 @@ def classify() -> ResponseReturnValue:
     uploads = [upload for upload, name in zip(sent, names, strict=True) if name]
     answers = services.classify_many([upload.data for upload in uploads])
     results = [
-        PhotoResult.of(index, upload, answer, services.settings)
+        PhotoResult.of(index, upload, answer)
         for index, (upload, answer) in enumerate(zip(uploads, answers, strict=True))
     ]
     answer = page("page.html", "_results.html", results=results, **key_context())

@@ -1,5 +1,8 @@
 """The backbones, chosen from a table by id, one module per backbone (as frigate chooses its
-detectors): DINOv2 ViT-S/14 (the specification's choice) and EfficientNet-Lite0 (offline).
+detectors): DINOv2 ViT-S/14 (the specification's choice), EfficientNet-Lite0 (offline, the
+default without DINOv2's weights) and EfficientNet-Lite2 (offline, 260 px: chosen by name;
+bench/accuracy.py found it no more accurate than Lite0 on the shared photos and three times
+slower).
 
 Each module offers ``ID``, ``DIM``, ``PREPROCESSING``, ``weights_file(settings)`` and
 ``network(settings)`` (the torch network, for the exporter and the torch runtime); none
@@ -32,6 +35,7 @@ from core.model.head import LinearHead
 from core.model.runtimes import Network, installed, runtime_module
 from core.model.runtimes.files import (
     EXPORT_COMMAND,
+    LEGACY_EXPORTERS,
     Export,
     atomic_write,
     export_backbone,
@@ -48,12 +52,14 @@ log = logging.getLogger(__name__)
 
 DINOV2 = "dinov2_vits14"
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
+EFFICIENTNET_LITE2 = "efficientnet_lite2"
 AUTO = "auto"
 
 #: id -> the module that builds it.
 BACKBONES = {
     DINOV2: "core.model.backbones.dinov2",
     EFFICIENTNET_LITE0: "core.model.backbones.efficientnet_lite0",
+    EFFICIENTNET_LITE2: "core.model.backbones.efficientnet_lite2",
 }
 BACKBONE_IDS = tuple(BACKBONES)
 
@@ -140,6 +146,8 @@ def ensure_export(
         if found is None and key in _exports and _exports[key].sidecar.is_file():
             _copy_export(_exports[key], writable_dir(settings))
             found = find_export(settings, module.ID, key)  # verified, as any found file
+        if found is None and not installed("torch"):
+            found = _legacy_export(settings, module, wanted)
         if found is None:
             if not installed("torch"):
                 raise missing_export_error(settings, module.ID, key)
@@ -152,6 +160,24 @@ def ensure_export(
             found = export_backbone(settings, module, wanted, probe_photos())
         _exports[key] = found
         return found
+
+
+def _legacy_export(settings: Settings, module: ModuleType, weights_sha256: str) -> Export | None:
+    """A file of an earlier export procedure with the same network (the same embeddings, no
+    feature map), for a home exported before heatmaps where torch cannot export anew."""
+    for exporter in LEGACY_EXPORTERS:
+        key = export_key(module.ID, weights_sha256, module.PREPROCESSING, exporter)
+        found = find_export(settings, module.ID, key)
+        if found is not None:
+            log.warning(
+                "%s: using %s, exported before heatmaps; `%s` where torch is installed "
+                "makes the current file",
+                module.ID,
+                found.onnx,
+                EXPORT_COMMAND,
+            )
+            return found
+    return None
 
 
 def runtime_selection(
