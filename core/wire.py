@@ -193,13 +193,6 @@ class LabelIssue(WireModel):
     )
 
 
-class SimilarPhoto(WireModel):
-    """A pending photo near another one (cosine distance of their embeddings)."""
-
-    photo_id: int
-    distance: float
-
-
 class AuditRecord(WireModel):
     """One entry of the audit log."""
 

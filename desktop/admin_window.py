@@ -246,7 +246,7 @@ class AdminWindow(QMainWindow):
         item: PendingPhoto = current.data(ITEM_ROLE)
         self.statusBar().showMessage(f"Finding the photos most like #{item.id}…")
         run_task(
-            lambda: self.backend.similar(item.id, SIMILAR_COUNT),
+            lambda: self.backend.similar_pending(item.id, SIMILAR_COUNT),
             lambda found: self._on_similar(item, found),
             self._on_error,
         )

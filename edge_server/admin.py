@@ -109,11 +109,18 @@ def undo() -> ResponseReturnValue:
     return jsonify(decision.to_dict())
 
 
-@bp.get("/admin/submissions/<int:photo_id>/similar")
+@bp.get("/admin/photos/<int:photo_id>/similar")
 @admin_required
 def similar(photo_id: int) -> ResponseReturnValue:
-    """The pending photos nearest to this one, nearest first (for one decision on all)."""
-    found = current().app.similar(photo_id, limit=_int_arg("limit", 20, MAX_LIST))
+    """The photos nearest to this one, nearest first; with ``pending_only=true`` only the
+    pending ones (the review's "select similar", for one decision on them all)."""
+    _only_query("limit", "pending_only")
+    pending_only = request.args.get("pending_only", "false")
+    if pending_only not in ("true", "false"):
+        raise BadRequest("'pending_only' must be true or false.")
+    found = current().app.similar(
+        photo_id, limit=_int_arg("limit", 20, MAX_LIST), pending_only=pending_only == "true"
+    )
     return jsonify({"similar": [item.to_dict() for item in found]})
 
 

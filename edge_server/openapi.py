@@ -288,12 +288,16 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(404, 409),
         )
     },
-    "/admin/submissions/{photo_id}/similar": {
+    "/admin/photos/{photo_id}/similar": {
         "get": _admin(
-            "The pending photos nearest to this pending one, nearest first.",
+            "The photos nearest to this one, nearest first (pending_only: the review's).",
             {200: _answer("The similar photos", _object(similar=_list_of(SimilarPhoto)))},
             errors=(400, 404, 409, 503),
-            parameters=[PHOTO_ID, _query_parameter("limit", INTEGER)],
+            parameters=[
+                PHOTO_ID,
+                _query_parameter("limit", INTEGER),
+                _query_parameter("pending_only", {"type": "string", "enum": ["true", "false"]}),
+            ],
         )
     },
     "/admin/label-audit": {

@@ -223,13 +223,14 @@ class App:
         return exact_duplicate(self.registry, photo.sha256)
 
     def similar(
-        self, photo_id: int, k: int = 20, *, pending_only: bool = False
+        self, photo_id: int, *, limit: int = 20, pending_only: bool = False
     ) -> list[SimilarPhoto]:
-        """The ``k`` photos most like ``photo_id``, nearest first (only pending ones if asked)."""
+        """The ``limit`` photos most like ``photo_id``, nearest first (only pending ones if
+        asked: the review's "select similar")."""
         from core.loop.duplicates import similar_to_photo
 
         return similar_to_photo(
-            self.settings, self.registry, self.store, photo_id, k, pending_only=pending_only
+            self.settings, self.registry, self.store, photo_id, limit, pending_only=pending_only
         )
 
     def pending(self, *, limit: int | None = None, offset: int = 0) -> list[PendingPhoto]:
@@ -275,12 +276,6 @@ class App:
         from core.loop.review import audit_log
 
         return audit_log(self.registry, limit)
-
-    def similar(self, photo_id: int, *, limit: int = 20) -> list[SimilarPhoto]:
-        """The pending photos nearest to pending photo ``photo_id``, nearest first."""
-        from core.loop.similar import similar_pending
-
-        return similar_pending(self.settings, self.registry, self.store, photo_id, limit=limit)
 
     # --- Label audit -------------------------------------------------------------------------
     def audit_labels(self) -> list[LabelIssue]:

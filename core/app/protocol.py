@@ -63,8 +63,10 @@ class ProductApi(Protocol):
         """The newest audit entries first (admin)."""
         ...
 
-    def similar(self, photo_id: int, *, limit: int = 20) -> list[SimilarPhoto]:
-        """The pending photos nearest to a pending one, nearest first (admin)."""
+    def similar(
+        self, photo_id: int, *, limit: int = 20, pending_only: bool = False
+    ) -> list[SimilarPhoto]:
+        """The photos most like one, nearest first; only pending ones if asked (admin)."""
         ...
 
     def audit_labels(self) -> list[LabelIssue]:

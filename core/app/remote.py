@@ -201,9 +201,11 @@ class RemoteApp:
         answer = self._json("GET", "/admin/audit", admin=True, params={"limit": limit})
         return [AuditRecord.from_dict(item) for item in answer["entries"]]
 
-    def similar(self, photo_id: int, *, limit: int = 20) -> list[SimilarPhoto]:
-        path = f"/admin/submissions/{photo_id}/similar"
-        answer = self._json("GET", path, admin=True, params={"limit": limit})
+    def similar(
+        self, photo_id: int, *, limit: int = 20, pending_only: bool = False
+    ) -> list[SimilarPhoto]:
+        params = {"limit": limit, "pending_only": str(pending_only).lower()}
+        answer = self._json("GET", f"/admin/photos/{photo_id}/similar", admin=True, params=params)
         return [SimilarPhoto.from_dict(item) for item in answer["similar"]]
 
     # --- Label audit -------------------------------------------------------------------------

@@ -80,8 +80,14 @@ def similar_to_photo(
     if photo is None:
         raise NotFound(f"Photo {photo_id} does not exist.")
     current = champion(registry)
-    backbone = get_backbone(
-        current.backbone_id if current else resolve_backbone_id(settings), settings
+    backbone = (
+        get_backbone(
+            current.backbone_id,
+            settings,
+            weights_sha256=current.params.get("backbone_weights_sha256"),
+        )
+        if current
+        else get_backbone(resolve_backbone_id(settings), settings)
     )
     cache = EmbeddingCache(registry, store, backbone, batch_size=settings.embed_batch_size)
     vector = cache.vectors([(photo.sha256, photo.object_key)])[0]

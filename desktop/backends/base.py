@@ -120,10 +120,10 @@ class Backend(ABC):
         self.check_admin()
         return self.api.audit_log(limit)
 
-    def similar(self, photo_id: int, limit: int = 20) -> list[SimilarPhoto]:
+    def similar_pending(self, photo_id: int, limit: int = 20) -> list[SimilarPhoto]:
         """The pending photos nearest to a pending one, nearest first."""
         self.check_admin()
-        return self.api.similar(photo_id, limit=limit)
+        return self.api.similar(photo_id, limit=limit, pending_only=True)
 
     def audit_labels(self) -> list[LabelIssue]:
         """Training photos whose label looks wrong, most suspicious first."""

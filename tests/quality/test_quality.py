@@ -253,6 +253,6 @@ def test_select_similar_finds_the_mirror_image_first(
     mirror = own_app.submit(jpeg(ImageOps.mirror(original)), "dandelion", source="b.jpg")
     for path in dataset_photos["grass"][:4]:
         own_app.submit(jpeg(Image.open(path).convert("RGB").rotate(2)), "grass", source=path.name)
-    found = own_app.similar(anchor.photo_id, limit=3)
+    found = own_app.similar(anchor.photo_id, limit=3, pending_only=True)
     assert len(found) == 3 and found[0].photo_id == mirror.photo_id
     assert [item.distance for item in found] == sorted(item.distance for item in found)

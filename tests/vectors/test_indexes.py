@@ -97,7 +97,7 @@ def test_similar_photos_are_the_nearest_and_can_be_only_pending(
     shas, distances = reference(dataset_vectors)
     query = shas[0]
     with App(system.settings, actor="test") as app:
-        similar = app.similar(ids[query], 5)
+        similar = app.similar(ids[query], limit=5)
     expected = [ids[shas[row]] for row in np.argsort(distances[0], kind="stable")[:5]]
     if index_id == "sqlite-vec":  # approximate beyond near-duplicates: most of them
         assert len(set(expected) & {s.photo_id for s in similar}) >= 3
