@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,8 @@ class Stack:
     workers: list[Native]
     api: str  # the balancer
     prometheus: str
+    mlflow: str
+    s3: str
     admin_token: str
     api_key: str
 
@@ -322,7 +325,10 @@ def stack(
             env = {k: swapped(v, addresses) for k, v in app_environment(resolved, service).items()}
             return {**base, **env, **extra}
 
-        cleanup.callback(lambda: [native.stop() for native in reversed(started.values())])
+        @cleanup.callback
+        def stop_all() -> None:
+            for native in reversed(started.values()):
+                native.stop()
 
         database_init = environment("mlflow-database", PGHOST="127.0.0.1", PGPORT=str(pg.port))
         assert app_environment(resolved, "mlflow-database")["PGHOST"] == "postgres"
@@ -407,7 +413,7 @@ def stack(
             f"http://127.0.0.1:{ports['prometheus']}/-/ready",
         ]
         for url in checks:
-            wait_until(lambda url=url: answers(url), f"{url} answering", natives)
+            wait_until(partial(answers, url), f"{url} answering", natives)
 
         workers = [started[f"worker{n}"] for n in range(1, WORKERS + 1)]
         edges = [started[f"edge{n}"] for n in range(1, EDGE_SERVERS + 1)]
@@ -420,6 +426,8 @@ def stack(
             workers=workers,
             api=f"http://127.0.0.1:{ports['api']}",
             prometheus=f"http://127.0.0.1:{ports['prometheus']}",
+            mlflow=f"http://127.0.0.1:{ports['mlflow']}",
+            s3=s3,
             admin_token=admin_token_printed(edges),
             api_key=edge_env["CLASSIFI_API_KEYS"],
         )

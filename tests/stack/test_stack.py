@@ -15,10 +15,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 import requests
 from PIL import Image
@@ -30,7 +32,7 @@ from core.app.remote import RemoteApp
 from core.registry import Photo, RetrainRun
 from core.wire import ModelState, Prediction, ReviewAction
 from tests.services import debian_binary
-from tests.stack.conftest import REPO, Native, Stack, wait_until
+from tests.stack.conftest import REPO, Native, Stack, answers, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -82,7 +84,7 @@ def first_champion(stack: Stack, dataset_photos: dict[str, list[Path]]) -> int:
     say(f"first training (classifi train): {time.monotonic() - started:.1f} s")
     for url in stack.edge_urls:
         ready = wait_until(
-            lambda url=url: requests.get(f"{url}/health/ready", timeout=30).ok,
+            partial(answers, f"{url}/health/ready"),
             f"{url} ready with the first champion",
             stack.watched(),
         )
@@ -187,7 +189,7 @@ def test_the_loop_runs_over_http_through_the_balancer(
     photo = dataset_photos["grass"][0].read_bytes()
     for url in stack.edge_urls:
         wait_until(
-            lambda url=url: answers_with(stack, url, candidate, photo),
+            partial(answers_with, stack, url, candidate, photo),
             f"{url} serving version {candidate} from each of its processes",
             stack.watched(),
             120,
@@ -204,6 +206,21 @@ def test_the_loop_runs_over_http_through_the_balancer(
     assert right >= 0.75 * len(photos)
     audit = [record.action for record in admin.audit_log()]
     assert audit.count("review.approve") == len(retrained.submitted), audit
+
+    # MLflow tracked both trainings (in its PostgreSQL database), their files in the bucket.
+    from mlflow import MlflowClient
+
+    tracked = MlflowClient(tracking_uri=stack.mlflow, registry_uri=stack.mlflow)
+    name = stack.settings().mlflow_model_name
+    assert len(tracked.search_model_versions(f"name='{name}'")) == len(versions)
+    bucket = boto3.client(
+        "s3",
+        endpoint_url=stack.s3,
+        aws_access_key_id="stack",
+        aws_secret_access_key="stack",
+        region_name="us-east-1",
+    ).list_objects_v2(Bucket="mlflow-artifacts")
+    assert sum(item["Key"].endswith(".pth") for item in bucket["Contents"]) == len(versions)
 
 
 def test_a_worker_killed_mid_retrain_is_finished_by_the_other(
@@ -228,6 +245,8 @@ def test_a_worker_killed_mid_retrain_is_finished_by_the_other(
     doctor = stack.classifi("doctor")
     assert doctor.returncode == 0 and "Consistent." in doctor.stdout, doctor.stdout + doctor.stderr
     assert not retrained.victim.running()
+    (survivor,) = [worker for worker in stack.workers if worker is not retrained.victim]
+    assert f"resuming retrain run {retrained.run_id}," in survivor.log.read_text()
 
 
 def predict_count(url: str) -> float:
@@ -259,7 +278,7 @@ def test_an_edge_server_killed_under_load_fails_only_requests_in_flight(
     ]
     for url in stack.edge_urls:  # every process has loaded it: no 503 model_loading below
         wait_until(
-            lambda url=url: answers_with(stack, url, champion, photos[0]),
+            partial(answers_with, stack, url, champion, photos[0]),
             f"{url} serving version {champion} from each of its processes",
             stack.watched(),
             120,
@@ -267,7 +286,7 @@ def test_an_edge_server_killed_under_load_fails_only_requests_in_flight(
     stop = threading.Event()
 
     def client(index: int) -> list[Request]:
-        session, done = requests.Session(), []
+        session, done = requests.Session(), list[Request]()
         while not stop.is_set() and len(done) < 5000:
             started = time.monotonic()
             try:
@@ -408,10 +427,19 @@ def test_prometheus_answers_every_query_of_the_dashboards_and_rules(
     # The 5xx of the ratio are there (the 503s before the first model), not only `or vector(0)`.
     queries.append('classifi_http_requests_total{status=~"5..", route!~"/metrics|/health/.+"}')
 
+    def unanswered() -> list[str]:
+        rules = requests.get(f"{stack.prometheus}/api/v1/rules", timeout=30).json()["data"]
+        evaluated = {
+            rule["name"]: rule["health"] for group in rules["groups"] for rule in group["rules"]
+        }
+        assert set(evaluated) == set(deploy.alert_expressions()), evaluated
+        broken = [f"rule {name}: {health}" for name, health in evaluated.items() if health != "ok"]
+        return broken + [query for query in queries if not series(stack.prometheus, query)]
+
     started = time.monotonic()
-    while empty := [query for query in queries if not series(stack.prometheus, query)]:
+    while empty := unanswered():
         if time.monotonic() - started > 120:  # scrapes every 2 s: a missing series stays so
-            pytest.fail("No series for:\n" + "\n".join(empty))
+            pytest.fail("No series (or a rule that fails) for:\n" + "\n".join(empty))
         time.sleep(1)
     say(
         f"{len(queries)} queries each answered with a series, {time.monotonic() - started:.1f} s on"
