@@ -183,6 +183,11 @@ def s3_endpoint() -> Iterator[str]:
     if url := os.environ.get("CI_S3_ENDPOINT"):
         yield url
         return
+    yield from run_moto()
+
+
+def run_moto() -> Iterator[str]:
+    """An S3 endpoint of its own (moto in server mode): its URL while the generator runs."""
     try:
         import moto.server  # noqa: F401
     except ImportError:
@@ -256,3 +261,22 @@ def redis_url(redis_server: str) -> str:
     url = f"{redis_server}/{database}"
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+def debian_binary(name: str, package: str) -> str:
+    """The path of a Debian package's binary, installed first when it is missing and we are
+    root, the way scripts/check_deploy.sh installs it (only the binary is used, never the
+    package's service)."""
+    if shutil.which(name) is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            check=True,
+            capture_output=True,
+        )
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} is not installed: apt-get install --no-install-recommends {package}")
+        raise AssertionError("unreachable: unavailable() skips or fails")
+    return found
