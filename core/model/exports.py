@@ -8,7 +8,8 @@ only predicts finds them there through the setting ``runtime_search_path``.
 probabilities (``probabilities``, one column per label). It is the backbone's exported
 network (:mod:`core.model.runtimes.files`) with the head appended as ONNX nodes, so making
 it needs no torch. A JSON sidecar says how to preprocess a photo and what the columns mean;
-README_EXPORT.md shows the few lines of onnxruntime and Pillow that use it.
+README.md ("Use a model in your own app") shows the few lines of onnxruntime and Pillow
+that use it.
 """
 
 from __future__ import annotations
