@@ -38,12 +38,12 @@ from sqlalchemy import func, select, update
 
 from core.config import Settings
 from core.errors import ConfigError, Conflict, InvalidKey, TrainingRefused
-from core.imaging import CheckedPhoto
+from core.imaging import PHOTO_SUFFIXES, CheckedPhoto
 from core.ingest import IngestReport, Listing, Skipped, SourceItem, ingest
 from core.ingest.fetching import Fetcher, fetch_photo
 from core.loop.policy import gate
 from core.model.training import Progress, TrainingResult, train_model
-from core.model.versions import champion
+from core.model.versions import champion, get_version
 from core.registry import AuditEntry, ModelState, ModelVersion, Photo, PhotoStatus, Registry
 from core.store import ObjectStore, label_prefix
 from core.wire import GateDecision, ModelSummary
@@ -110,20 +110,22 @@ class ImportOutcome:
     report: IngestReport
     labels: list[str]
     training: TrainingResult
-    #: The gate's decision when a champion of the same labels was there to compare with.
+    #: The gate's decision when there was a champion: a champion of other labels leaves the
+    #: model a candidate, for an admin to promote.
     gate: GateDecision | None
+    #: The new version's state: champion, candidate (waiting for an admin) or refused.
+    state: ModelState
 
     @property
     def champion(self) -> bool:
-        """Whether the new model serves now (else it waits for an admin, or was refused)."""
-        return self.training.became_champion or bool(self.gate and self.gate.promoted)
+        return self.state == ModelState.CHAMPION
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "labels": self.labels,
             "photos": self.report.to_dict(),
             "version": self.training.version_id,
-            "champion": self.champion,
+            "state": str(self.state),
             "metrics": self.training.metrics,
             "gate": None if self.gate is None else self.gate.to_dict(),
         }
@@ -147,7 +149,8 @@ def label_folders(paths: Sequence[Path]) -> tuple[dict[str, Path], list[Path]]:
     if len(folders) == 1:
         children = sorted(child for child in folders[0].iterdir() if _visible(child))
         if any(child.is_dir() for child in children):
-            loose += [child for child in children if child.is_file()]
+            # Loose photos are reported; other loose files (a README) document the folder.
+            loose += [c for c in children if c.is_file() and c.suffix.lower() in PHOTO_SUFFIXES]
             folders = [child for child in children if child.is_dir()]
     by_label: dict[str, Path] = {}
     for folder in folders:
@@ -427,7 +430,8 @@ def import_photos(
     decision = None
     if not training.became_champion and champion(registry) is not None:
         decision = gate(settings, registry, store, training.version_id, actor=actor)
-    return ImportOutcome(report, list(settings.labels), training, decision)
+    state = get_version(registry, training.version_id).state
+    return ImportOutcome(report, list(settings.labels), training, decision, state)
 
 
 def remove_imported(registry: Registry, store: ObjectStore, hashes: Sequence[str]) -> int:
