@@ -500,8 +500,7 @@ def install_model(
             )
             version_id = row.id
     except Conflict:
-        store.delete(key)
-        return None  # another process installed it meanwhile
+        return None  # another process installed it meanwhile, under this very key
     chosen = set_champion(
         settings, registry, version_id, actor=actor, reason="the model shipped with the app"
     )

@@ -51,6 +51,7 @@ class LocalBackend(Backend):
         super().__init__(settings, App(settings, actor=ADMIN_ACTOR))
         self.shipped_model = shipped_model
         self._first_load = threading.Lock()
+        self._install = threading.Lock()
         self._model_loaded = False
 
     def describe(self) -> str:
@@ -58,10 +59,14 @@ class LocalBackend(Backend):
 
     def champion(self) -> ModelSummary | None:
         """The champion; in a home without any model, the shipped one becomes it."""
-        found = super().champion()
-        if found is None and self.shipped_model is not None:
-            found = self.api.install_model(self.shipped_model.read_bytes())
-        return found
+        return super().champion() or self._install_shipped()
+
+    def _install_shipped(self) -> ModelSummary | None:
+        """The shipped model as champion of a home without any model (else nothing)."""
+        if self.shipped_model is None:
+            return None
+        with self._install:  # the first classification and the status bar may race here
+            return self.api.install_model(self.shipped_model.read_bytes())
 
     def use_labels(self, labels: Sequence[str]) -> None:
         """Take the label set an import saved in the home (from now on in this process too)."""
@@ -87,6 +92,7 @@ class LocalBackend(Backend):
             self._model_loaded = True
             # A failure (e.g. NoChampion) is the classification's to report.
             with collector_paused(), contextlib.suppress(ClassifiError):
+                self._install_shipped()
                 self.api.load_model()  # torch, timm and the weights load here
 
     def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:

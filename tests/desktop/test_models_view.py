@@ -161,9 +161,7 @@ def test_retrain_now_runs_in_the_app_when_no_worker_serves_the_queue(
         assert app.doctor().clean and app.lock_holder() is None
 
 
-def test_cancel_mid_training_leaves_nothing_half_made(
-    open_window, trained_settings, qtbot
-) -> None:
+def test_cancel_mid_training_leaves_nothing_half_made(open_window, trained_settings, qtbot) -> None:
     # Many epochs, so that Cancel surely arrives while the head trains.
     long_training = trained_settings.model_copy(update={"epochs": 3000})
     _window, models = signed_in_models(open_window, long_training, qtbot)
