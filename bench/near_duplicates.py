@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageEnhance, ImageOps
 
 from core.config import load_settings
-from core.loop.duplicates import cosine_distances
 from core.model.backbones import get_backbone
+from core.vectors import cosine_distances
 
 THRESHOLDS = (0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.10)
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dandelion-grass"

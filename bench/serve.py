@@ -1,16 +1,21 @@
-"""Serving throughput and latency on loopback, against offline batching and a seed-style server.
+"""Serving throughput, latency, start-up time and memory on loopback, in one run.
 
-In one run, on the 340 shared photos and one champion (EfficientNet-Lite0 by default):
-- micro-batched: ``classifi serve`` as shipped (1 worker; concurrent requests share
-  backbone passes, settings batch_max_size / batch_max_delay_ms);
-- seed-style: the same server and model code with ``batch_max_size=1``: one photo per
-  request, one backbone pass per photo, as the seed's FastAPI did;
-- offline: the app's ``classify_images`` on batches of 16 in this process (no HTTP at all).
+On the 340 shared photos and one champion (EfficientNet-Lite0 by default), one gunicorn
+worker each:
+- shipped: ``classifi serve`` as shipped (the runtime ``auto`` picks, torch-free;
+  concurrent requests share backbone passes in the micro-batcher);
+- torch: the same server with ``runtime = torch``, the reference row;
+- seed-style: torch with ``batch_max_size=1``, one photo per request and per backbone pass,
+  as the seed's FastAPI did;
+- offline: the app's ``classify_images`` on batches of 16 in this process (no HTTP).
 
 Each server phase sends photos for ``--seconds`` with 1 and then 16 concurrent clients and
-reports throughput and p50/p99 latency. Everything binds 127.0.0.1. Usage:
+reports throughput, p50/p99 latency and errors; the time from launch to ready; and, for the
+shipped server, the worker's RSS after ``--soak-seconds`` of load at 32 clients. The home
+is prepared first (ingest, train, backbone export and runtime choice), so that no phase
+pays for it. Everything binds 127.0.0.1. Usage:
 
-    .venv/bin/python bench/serve.py [--seconds 10] [--home HOME_WITH_A_CHAMPION]
+    .venv/bin/python bench/serve.py [--seconds 10] [--soak-seconds 60] [--home HOME]
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def prepare_home(home: Path, dataset: Path, backbone: str) -> None:
             print(f"preparing {home}: ingest and train ({backbone}) ...", flush=True)
             app.ingest(app.list_source(str(dataset)))
             app.train()
+        app.load_model()  # exports the backbone and chooses the runtime, once per home
 
 
 def free_port() -> int:
@@ -66,7 +72,8 @@ def free_port() -> int:
 
 def start_server(
     home: Path, backbone: str, extra_env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """The server, its URL and the seconds from launch to ready."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSIFI_")}
     env |= {"CLASSIFI_HOME": str(home), "CLASSIFI_BACKBONE": backbone, "HF_HUB_OFFLINE": "1"}
@@ -77,17 +84,18 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    launched = time.monotonic()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    deadline = launched + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"classifi serve exited with {process.returncode}")
         try:
             if requests.get(f"{url}/health/ready", timeout=5).status_code == 200:
-                return process, url
+                return process, url, time.monotonic() - launched
         except requests.RequestException:
             pass
-        time.sleep(0.3)
+        time.sleep(0.05)
     process.kill()
     raise TimeoutError("the server did not become ready in 300 s")
 
@@ -101,23 +109,34 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def worker_rss_mb(master: int) -> float:
+    """The RSS of the server's (one) gunicorn worker, from /proc."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    for line in Path(f"/proc/{children[0]}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS line")
+
+
 def load(
     url: str, photos: list[tuple[str, bytes]], clients: int, seconds: float
 ) -> dict[str, float]:
-    """``clients`` threads posting photos for ``seconds``; throughput and latency figures."""
+    """``clients`` threads posting photos for ``seconds``; throughput, latency and errors."""
     stop = threading.Event()
 
-    def client(index: int) -> list[float]:
-        session, latencies, position = requests.Session(), [], index
+    def client(index: int) -> tuple[list[float], int]:
+        session, latencies, errors, position = requests.Session(), [], 0, index
         while not stop.is_set():
             name, data = photos[position % len(photos)]
             started = time.perf_counter()
-            response = session.post(f"{url}/predict", files={"file": (name, data)}, timeout=120)
+            try:
+                ok = session.post(f"{url}/predict", files={"file": (name, data)}, timeout=120).ok
+            except requests.RequestException:
+                ok = False
             latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                raise RuntimeError(f"{name}: {response.status_code} {response.text}")
+            errors += not ok
             position += clients
-        return latencies
+        return latencies, errors
 
     # Warm up: the first requests pay for lazy initialisation (threads, allocator).
     for name, data in photos[:4]:
@@ -127,10 +146,12 @@ def load(
         futures = [pool.submit(client, index) for index in range(clients)]
         time.sleep(seconds)
         stop.set()
-        latencies = sorted(latency for future in futures for latency in future.result())
+        results = [future.result() for future in futures]
+        latencies = sorted(latency for times, _ in results for latency in times)
         elapsed = time.perf_counter() - started
     return {
         "requests": len(latencies),
+        "errors": sum(errors for _, errors in results),
         "throughput": len(latencies) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
@@ -149,9 +170,19 @@ def offline(home: Path, backbone: str, photos: list[tuple[str, bytes]], seconds:
         return done / (time.perf_counter() - started)
 
 
+SERVERS = (
+    ("shipped (runtime auto)", {}),
+    ("torch", {"CLASSIFI_RUNTIME": "torch"}),
+    ("seed-style (torch, batch 1)", {"CLASSIFI_RUNTIME": "torch", "CLASSIFI_BATCH_MAX_SIZE": "1"}),
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument(
+        "--soak-seconds", type=float, default=60.0, help="load at 32 clients before the RSS"
+    )
     parser.add_argument("--home", type=Path, help="a home with a champion (default: a temp one)")
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--backbone", default="efficientnet_lite0")
@@ -164,15 +195,19 @@ def main() -> None:
         home = args.home or Path(scratch) / "home"
         prepare_home(home, args.dataset, args.backbone)
         rows: list[tuple[str, int, dict[str, float]]] = []
-        for name, env in (
-            ("micro-batched", {}),
-            ("seed-style (batch_max_size=1)", {"CLASSIFI_BATCH_MAX_SIZE": "1"}),
-        ):
-            process, url = start_server(home, args.backbone, env)
+        started: dict[str, tuple[float, float]] = {}  # name -> (ready s, idle RSS MB)
+        soak: dict[str, float] = {}
+        for name, env in SERVERS:
+            process, url, ready = start_server(home, args.backbone, env)
+            started[name] = (ready, worker_rss_mb(process.pid))
             try:
                 for clients in (1, 16):
                     print(f"{name}, {clients} client(s) ...", flush=True)
                     rows.append((name, clients, load(url, photos, clients, args.seconds)))
+                if not env:
+                    print(f"{name}, 32 clients for {args.soak_seconds:g} s ...", flush=True)
+                    soak = load(url, photos, 32, args.soak_seconds)
+                    soak["rss_mb"] = worker_rss_mb(process.pid)
             finally:
                 stop_server(process)
         print("offline App.classify_images, batches of 16 ...", flush=True)
@@ -182,13 +217,24 @@ def main() -> None:
         f"\n{len(photos)} photos, backbone {args.backbone}, {os.cpu_count()} CPUs, "
         f"{args.seconds:.0f} s per phase, 1 gunicorn worker\n"
     )
-    print(f"{'server':32} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}")
+    header = f"{'server':30} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+    print(header)
     for name, clients, r in rows:
         print(
-            f"{name:32} {clients:7d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
-            f"{r['p99_ms']:8.1f} {int(r['requests']):9d}"
+            f"{name:30} {clients:7d} {r['throughput']:8.1f} {r['p50_ms']:8.1f} "
+            f"{r['p99_ms']:8.1f} {int(r['errors']):7d}"
         )
-    print(f"{'offline batched (no HTTP)':32} {'-':>7} {offline_rate:8.1f}")
+    print(f"{'offline batched (no HTTP)':30} {'-':>7} {offline_rate:8.1f}")
+    print(f"\n{'server':30} {'ready s':>8} {'idle RSS MB':>12}")
+    for name, (ready, rss) in started.items():
+        print(f"{name:30} {ready:8.2f} {rss:12.0f}")
+    by_row = {(name, clients): r for name, clients, r in rows}
+    ratio = by_row[(SERVERS[0][0], 16)]["throughput"] / by_row[("torch", 16)]["throughput"]
+    print(
+        f"\nshipped at 32 clients for {args.soak_seconds:g} s: {soak['throughput']:.1f} req/s, "
+        f"{int(soak['errors'])} errors, worker RSS {soak['rss_mb']:.0f} MB; 16-client "
+        f"throughput {ratio:.2f}x the torch row"
+    )
 
 
 if __name__ == "__main__":

@@ -12,14 +12,21 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from core.errors import AuthError, Conflict, NotFound
+from core.errors import AuthError, BadRequest, Conflict, NotFound
 from core.registry import Registry
 from core.registry.models import Credential
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
 
 ADMIN_TOKEN = "edge_admin_token"
 
@@ -161,6 +168,10 @@ DEVICE_KEY_PREFIX = "ck_"
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}")
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
 @dataclass(frozen=True)
 class DeviceKey:
     name: str
@@ -171,22 +182,35 @@ def _device_hash(key: str) -> str:
     return "sha256$" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def _check_device_name(name: str) -> None:
+    if not _DEVICE_NAME.fullmatch(name):
+        raise BadRequest(
+            f"Device name {name!r}: use up to 48 letters, digits, '.', '_' or '-', e.g. 'phone-anna'.",
+            code="invalid_name",
+        )
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"A device named {name!r} has a key: revoke it first, or pick a name.")
+
+
+def _add_device_key(session: Session, name: str) -> str:
+    """Add a key for device ``name`` to ``session``'s transaction; the key, to show once."""
+    if session.get(Credential, DEVICE_PREFIX + name) is not None:
+        raise _name_taken(name)
+    key = DEVICE_KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(Credential(name=DEVICE_PREFIX + name, secret_hash=_device_hash(key)))
+    return key
+
+
 def create_device_key(registry: Registry, name: str) -> str:
     """A new key for device ``name``, returned once; only its hash is kept."""
-    if not _DEVICE_NAME.fullmatch(name):
-        raise AuthError(
-            f"Device name {name!r}: use up to 48 letters, digits, '.', '_' or '-', e.g. 'phone-anna'."
-        )
-    taken = Conflict(f"A device named {name!r} has a key: revoke it first, or pick a name.")
-    if has_secret(registry, DEVICE_PREFIX + name):
-        raise taken
-    key = DEVICE_KEY_PREFIX + secrets.token_urlsafe(32)
+    _check_device_name(name)
     try:
         with registry.session() as session:
-            session.add(Credential(name=DEVICE_PREFIX + name, secret_hash=_device_hash(key)))
-    except Conflict:  # created concurrently by another process
-        raise taken from None
-    return key
+            return _add_device_key(session, name)
+    except Conflict:  # also when created concurrently by another process
+        raise _name_taken(name) from None
 
 
 def list_device_keys(registry: Registry) -> list[DeviceKey]:
@@ -196,7 +220,9 @@ def list_device_keys(registry: Registry) -> list[DeviceKey]:
             .where(Credential.name.startswith(DEVICE_PREFIX))
             .order_by(Credential.created_at)
         )
-        return [DeviceKey(row.name.removeprefix(DEVICE_PREFIX), row.created_at) for row in rows]
+        return [
+            DeviceKey(row.name.removeprefix(DEVICE_PREFIX), _aware(row.created_at)) for row in rows
+        ]
 
 
 def revoke_device_key(registry: Registry, name: str) -> None:
@@ -231,3 +257,150 @@ def has_device_keys(registry: Registry) -> bool:
             )
             is not None
         )
+
+
+#: The device key the first start off loopback makes when there is none (and no api_keys).
+FIRST_DEVICE = "first-device"
+
+
+def ensure_first_device_key(registry: Registry) -> str | None:
+    """Create the key of :data:`FIRST_DEVICE` if no device has one: the key, to show once, or
+    ``None`` (keys exist, or another worker made it first)."""
+    if has_device_keys(registry):
+        return None
+    try:
+        return create_device_key(registry, FIRST_DEVICE)
+    except Conflict:
+        return None
+
+
+# Pairing: ``classifi keys pair`` shows a short code; the device sends it to ``POST /pair``
+# and gets a device key of its own, without anyone copying a 46-character key by hand. A code
+# is kept only as its hash, works once, and expires.
+PAIRING_PREFIX = "pairing:"
+#: No 0/O, 1/I/L or U/V pairs to mistake when reading a code off a screen.
+PAIRING_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
+PAIRING_CODE_LENGTH = 8
+PAIRING_VALID = timedelta(minutes=10)
+# A pairing made without a name: the device names its key. Not a valid device name, so it
+# cannot collide with one.
+_UNNAMED = "*"
+_WRONG_CODE = (
+    "This pairing code is wrong, used or expired (a code works once, for "
+    f"{PAIRING_VALID.seconds // 60} minutes): run `classifi keys pair` on the server for a new one."
+)
+
+
+@dataclass(frozen=True)
+class PairingCode:
+    code: str  # as shown, e.g. "K7QM-X3PD"; typed with or without the dash, in any case
+    device: str | None  # the key's name, or None if the device names it
+    expires_at: datetime
+
+
+def normalise_pairing_code(text: str) -> str:
+    return "".join(text.split()).replace("-", "").upper()
+
+
+def is_pairing_code(text: str) -> bool:
+    """Whether ``text`` has the shape of a pairing code (a device key is much longer)."""
+    code = normalise_pairing_code(text)
+    return len(code) == PAIRING_CODE_LENGTH and all(c in PAIRING_ALPHABET for c in code)
+
+
+def _expired(row: Credential, now: datetime) -> bool:
+    return _aware(row.created_at) + PAIRING_VALID <= now
+
+
+def _drop_expired_pairings(registry: Registry, now: datetime) -> None:
+    with registry.session() as session:
+        rows = session.scalars(select(Credential).where(Credential.name.startswith(PAIRING_PREFIX)))
+        for row in rows:
+            if _expired(row, now):
+                session.delete(row)
+
+
+def create_pairing_code(registry: Registry, device: str | None = None) -> PairingCode:
+    """A one-time code that a device trades for a key named ``device`` (or, without one, the
+    name the device gives). A new code for the same name replaces the previous one."""
+    if device is not None:
+        _check_device_name(device)
+        if has_secret(registry, DEVICE_PREFIX + device):
+            raise _name_taken(device)
+    raw = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(PAIRING_CODE_LENGTH))
+    now = datetime.now(UTC)
+    name = PAIRING_PREFIX + (device or _UNNAMED + secrets.token_hex(4))
+    _drop_expired_pairings(registry, now)
+    with registry.session() as session:
+        row = session.get(Credential, name)
+        if row is not None:
+            session.delete(row)
+            session.flush()
+        session.add(Credential(name=name, secret_hash=_device_hash(raw), created_at=now))
+    half = PAIRING_CODE_LENGTH // 2
+    return PairingCode(f"{raw[:half]}-{raw[half:]}", device, now + PAIRING_VALID)
+
+
+def redeem_pairing_code(registry: Registry, code: str, device: str) -> tuple[str, str]:
+    """Trade a pairing code for a new device key: ``(device name, key)``. The code is used up
+    only when the key is made; :class:`AuthError` for a wrong, used or expired code."""
+    now = datetime.now(UTC)
+    _drop_expired_pairings(registry, now)
+    with registry.session() as session:
+        row = session.scalar(
+            select(Credential).where(
+                Credential.name.startswith(PAIRING_PREFIX),
+                Credential.secret_hash == _device_hash(normalise_pairing_code(code)),
+            )
+        )
+        if row is None or _expired(row, now):
+            raise AuthError(_WRONG_CODE)
+        named = row.name.removeprefix(PAIRING_PREFIX)
+        name = device if named.startswith(_UNNAMED) else named
+        _check_device_name(name)
+        session.delete(row)
+        key = _add_device_key(session, name)
+    return name, key
+
+
+def admin_token_fingerprint(registry: Registry) -> str | None:
+    """A digest of the stored admin token's hash (None before there is one). Resetting the
+    token changes it, which ends the web sessions signed in with the old one; it tells
+    nothing about the token itself."""
+    with registry.session() as session:
+        row = session.get(Credential, ADMIN_TOKEN)
+        stored = row.secret_hash if row is not None else None
+    if stored is None:
+        return None
+    return hashlib.sha256(f"session:{stored}".encode()).hexdigest()[:32]
+
+
+class SignInGuard:
+    """Stops checking a secret after too many wrong ones within the window of ``rates``
+    (setting ``rate_limit_sign_in``), in this process: the desktop's admin password, where
+    the desktop is the one process that asks. The edge server limits per address instead."""
+
+    def __init__(self, rates: list[RateLimitItem]) -> None:
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
+        self._rates = rates
+        self._failures = MovingWindowRateLimiter(MemoryStorage())
+        self._lock = threading.Lock()  # test then check then count: one sign-in at a time
+
+    def check(self, verify: Callable[[], None]) -> None:
+        """Run ``verify`` (which raises AuthError for a wrong secret) unless too many failed."""
+        with self._lock:
+            for rate in self._rates:
+                if not self._failures.test(rate, "sign-in"):
+                    reset_at, _ = self._failures.get_window_stats(rate, "sign-in")
+                    wait = max(1, round(reset_at - datetime.now(UTC).timestamp()))
+                    raise AuthError(
+                        f"Too many wrong passwords: wait {wait} seconds, then try again."
+                    )
+            try:
+                verify()
+            except AuthError:
+                for rate in self._rates:
+                    self._failures.hit(rate, "sign-in")
+                raise

@@ -6,16 +6,20 @@ down. Nothing else in the project reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
 
 ENV_PREFIX = "CLASSIFI_"
 BUCKET_NAME = "image-dandelion-grass"
@@ -94,7 +98,11 @@ class Settings(BaseModel):
     port: int = Field(default=8000, gt=0, lt=65536)
     server_workers: int = Field(default=1, gt=0)
     server_threads: int = Field(default=16, gt=0)  # per worker; concurrent requests micro-batch
+    # Off loopback, prediction, submission and usage need a device key (``classifi keys``)
+    # or one of these plain keys from the environment (CLASSIFI_API_KEYS).
     api_keys: tuple[SecretStr, ...] = ()
+    # True opens those routes to anyone who can reach the port: for a trusted LAN only.
+    allow_anonymous: bool = False
     cors_origins: tuple[str, ...] = ()
     batch_max_size: int = Field(default=16, gt=0)
     batch_max_delay_ms: float = Field(default=5.0, ge=0)
@@ -102,6 +110,25 @@ class Settings(BaseModel):
     # Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto (secure cookies)
     # and X-Forwarded-For (rate limits per client). Off, anyone could forge them.
     trusted_proxy: bool = False
+    # Rate limits on every route, counted per client address and per device key, written as
+    # "600 per minute" (several: "20 per second; 600 per minute"). A request over one answers
+    # 429 with Retry-After.
+    rate_limit_predict: str = "1200 per minute"  # /predict, /predict/batch, /check_duplicate
+    rate_limit_submit: str = "60 per minute"  # /submissions and the page's proposals
+    rate_limit_pair: str = "5 per minute"  # /pair: pairing codes are short, guesses are few
+    rate_limit_other: str = "600 per minute"  # every other route
+    # Refused admin tokens (REST and the web page, per address) and desktop admin passwords.
+    rate_limit_sign_in: str = "5 per minute"
+
+    # The worker serves Prometheus metrics on http://<worker_metrics_host>:<port>/metrics
+    # (0 turns them off); 0.0.0.0 in a container, so that Prometheus can reach them.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9100, ge=0, lt=65536)
+
+    # Similarity search (near-duplicates, similar photos): pgvector on PostgreSQL, sqlite-vec
+    # beside SQLite, or the exact scan of every cached vector; auto picks by registry and
+    # falls back to the exact scan where the extension is missing (see core/vectors).
+    vector_index: Literal["auto", "pgvector", "sqlite-vec", "exact"] = "auto"
 
     # The desktop marks predictions less confident than this as unsure.
     unsure_below: float = Field(default=0.7, ge=0, le=1)
@@ -130,6 +157,31 @@ class Settings(BaseModel):
     def is_embedded(self) -> bool:
         """True when every store is the on-disk default (no server needed)."""
         return self.registry_url.startswith("sqlite") and self.store_url.startswith("file:")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an interface to bind (setting ``host``) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def rate_limits(settings: Settings, name: str) -> list[RateLimitItem]:
+    """The rate limits of setting ``name`` (e.g. ``rate_limit_predict``); ConfigError if they
+    cannot be read, so that a typo stops the start, not the first request."""
+    from limits import parse_many  # a rate parser costs an import only where limits apply
+
+    value = getattr(settings, name)
+    try:
+        return parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"Invalid setting {name} = {value!r}: write a rate like '600 per minute', or "
+            "several separated by ';'."
+        ) from None
 
 
 def _parse_env_value(name: str, raw: str) -> Any:

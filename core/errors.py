@@ -60,6 +60,7 @@ class BadRequest(ClassifiError):
         "invalid_event",
         "invalid_count",
         "too_many_files",
+        "invalid_name",
     )
 
 
@@ -175,6 +176,12 @@ class SourceError(ClassifiError):
 
 class QuotaExceeded(ClassifiError):
     """A submitter has as many pending submissions as allowed: wait for the review."""
+
+    status = 429
+
+
+class RateLimited(ClassifiError):
+    """Too many requests from one address or with one key: try again after Retry-After."""
 
     status = 429
 

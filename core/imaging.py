@@ -163,9 +163,10 @@ def check_photo(data: bytes, settings: Settings) -> CheckedPhoto:
                 code="too_small",
             )
         image_format = str(opened.format)
-        if opened.getexif().get(ORIENTATION_TAG) in _TRANSPOSING_ORIENTATIONS:
-            width, height = height, width
         try:
+            # PNG keeps its EXIF after the pixels: reading it may decode a damaged stream.
+            if opened.getexif().get(ORIENTATION_TAG) in _TRANSPOSING_ORIENTATIONS:
+                width, height = height, width
             rgb = _decode(opened)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise InvalidImage(

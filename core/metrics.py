@@ -1,5 +1,8 @@
 """The Prometheus metrics of the product, defined once for every front end.
 
+The edge server's are module-level metrics in the default registry; the worker's live in a
+registry of their own (:func:`worker_registry`), served by the worker.
+
 Under several server processes (gunicorn workers) prometheus_client runs in multiprocess
 mode: each process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` and
 :func:`render` merges them. That directory must be in the environment before
@@ -10,6 +13,10 @@ serve``) sets it; :func:`mark_process_dead` is called when a worker exits.
 from __future__ import annotations
 
 import enum
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +29,15 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from core.errors import ClassifiError
+
+if TYPE_CHECKING:
+    from core.loop.monitoring import LoopSnapshot
+
+log = logging.getLogger(__name__)
 
 # prometheus_client chose its value store when it was imported; follow its choice.
 MULTIPROCESS = values.ValueClass is not values.MutexValue
@@ -128,3 +144,82 @@ def mark_process_dead(pid: int) -> None:
     """Drop a dead worker's live gauges (counters and histograms keep its counts)."""
     if MULTIPROCESS:
         multiprocess.mark_process_dead(pid)
+
+
+# --- The worker's ------------------------------------------------------------------------
+#: Counted by the worker process that ran the job (a failure may be the registry's own, so
+#: it cannot be read back from there); sum it over workers.
+SCHEDULED_JOB_FAILURES = Counter(
+    "classifi_scheduled_job_failures",
+    "Scheduled (periodic) worker tasks that raised, by task.",
+    ["task"],
+    registry=None,  # registered in each worker_registry()
+)
+
+
+def _seconds(moment: datetime) -> float:
+    """Unix time; the registry's naive times (SQLite's) are UTC."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+class LoopCollector(Collector):
+    """The learning loop's metrics, read from the registry at each scrape: every worker on
+    one registry exports the same values (take ``max`` over workers, not ``sum``)."""
+
+    def __init__(self, snapshot: Callable[[], LoopSnapshot]) -> None:
+        self.snapshot = snapshot
+
+    def describe(self) -> list[Metric]:
+        return []  # no registry query when registered: the families are known at scrape
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            loop = self.snapshot()
+        except ClassifiError as exc:  # the registry is down: export nothing rather than fail
+            log.warning("worker metrics: the learning loop could not be read: %s", exc)
+            return
+        photos = GaugeMetricFamily(
+            "classifi_photos", "Photos in the registry, by status.", labels=["status"]
+        )
+        for status, count in loop.photos.items():
+            photos.add_metric([status], count)
+        yield photos
+        runs = CounterMetricFamily(
+            "classifi_retrain_runs",
+            "Retrain checks by outcome: promoted, refused (by the gate or training), not_due, "
+            "failed, stood_down (another held the maintenance lock).",
+            labels=["outcome"],
+        )
+        for outcome, count in loop.retrain_runs.items():
+            runs.add_metric([outcome], count)
+        yield runs
+        # No value, no sample: a 0 would read as a champion of accuracy 0, or one from 1970.
+        for name, documentation, value in (
+            (
+                "classifi_champion_accuracy",
+                "Validation accuracy of the champion model.",
+                loop.champion_accuracy,
+            ),
+            (
+                "classifi_champion_promoted_timestamp_seconds",
+                "When the champion was promoted (Unix time).",
+                None if loop.champion_promoted_at is None else _seconds(loop.champion_promoted_at),
+            ),
+            (
+                "classifi_last_retrain_check_timestamp_seconds",
+                "When a retrain check last ran, due or not (Unix time).",
+                None
+                if loop.last_retrain_check_at is None
+                else _seconds(loop.last_retrain_check_at),
+            ),
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(name, documentation, value=value)
+
+
+def worker_registry(snapshot: Callable[[], LoopSnapshot]) -> CollectorRegistry:
+    """What a worker's /metrics serves: the loop (read at scrape) and its job failures."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LoopCollector(snapshot))
+    registry.register(SCHEDULED_JOB_FAILURES)
+    return registry

@@ -10,10 +10,11 @@ one (``prediction`` for a prediction's label, ``id`` for a photo's id).
 from __future__ import annotations
 
 import enum
-from datetime import datetime
-from typing import Any, Literal, Self
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,6 +43,16 @@ class ReviewAction(enum.StrEnum):
     REJECT = "reject"
 
 
+def _in_utc(moment: datetime) -> datetime:
+    # The registry keeps UTC; SQLite gives it back without its zone. On the wire a time says
+    # its zone (RFC 3339, as the schema's "date-time" requires).
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+#: A moment in UTC, written with its zone.
+UtcDateTime = Annotated[datetime, AfterValidator(_in_utc)]
+
+
 class WireModel(BaseModel):
     """Immutable, JSON-ready, read back with :meth:`from_dict`."""
 
@@ -61,10 +72,23 @@ class Prediction(WireModel):
     """One photo's classification (the seed's ``prediction`` field is the label)."""
 
     label: str = Field(alias="prediction")
-    confidence: float = Field(description="Probability of the predicted label.")
+    confidence: float = Field(description="Calibrated probability of the predicted label.")
     probabilities: dict[str, float]
     model_version: int
     backbone: str
+    unsure: bool = Field(
+        description="The confidence is below the model's unsure threshold: validation answers "
+        "that confident are right less often than the target (99%)."
+    )
+    out_of_distribution: bool = Field(
+        description="The photo is unlike every training photo (not a photo of any of the "
+        "model's labels): its label means little."
+    )
+    heatmap: str | None = Field(
+        default=None,
+        description="Asked for (explain): a PNG, base64, of the photo with the evidence for "
+        "the predicted label laid over it.",
+    )
 
 
 class Duplicate(WireModel):
@@ -74,6 +98,18 @@ class Duplicate(WireModel):
     status: PhotoStatus
     kind: Literal["exact", "near"]
     distance: float = Field(description="Cosine distance; 0 for an exact duplicate.")
+
+    @field_serializer("distance")
+    def _rounded(self, distance: float) -> float:
+        return round(distance, 6)
+
+
+class SimilarPhoto(WireModel):
+    """A stored photo like another, by the cosine distance of their embeddings."""
+
+    photo_id: int
+    status: PhotoStatus
+    distance: float = Field(description="Cosine distance between the two photos' embeddings.")
 
     @field_serializer("distance")
     def _rounded(self, distance: float) -> float:
@@ -109,7 +145,7 @@ class PendingPhoto(WireModel):
     confidence: float | None
     status: PhotoStatus
     submitted_by: str | None
-    submitted_at: datetime
+    submitted_at: UtcDateTime
     near_duplicate_of: int | None
     near_duplicate_distance: float | None
 
@@ -143,10 +179,24 @@ class ReviewDecision(WireModel):
         return str(status) if status is not None else DELETED
 
 
+class LabelIssue(WireModel):
+    """A training photo whose label looks wrong (cleanlab's label-issue finder on
+    out-of-fold probabilities), most suspicious first in a list."""
+
+    photo_id: int
+    url_source: str
+    label: str = Field(description="The label it trains with now.")
+    suggested_label: str = Field(description="The label the out-of-fold model gives it.")
+    score: float = Field(
+        description="cleanlab's label quality, from 0 (surely wrong) to 1: the lower, the "
+        "more suspicious."
+    )
+
+
 class AuditRecord(WireModel):
     """One entry of the audit log."""
 
-    at: datetime
+    at: UtcDateTime
     actor: str
     action: str
     photo_id: int | None
@@ -164,16 +214,16 @@ class ModelSummary(WireModel):
     labels: list[str]
     metrics: dict[str, Any]
     object_key: str
-    created_at: datetime
-    promoted_at: datetime | None
+    created_at: UtcDateTime
+    promoted_at: UtcDateTime | None
 
 
 class ChampionPeriod(WireModel):
     """When a version was champion, who made it so and why."""
 
     version: int
-    started_at: datetime
-    ended_at: datetime | None
+    started_at: UtcDateTime
+    ended_at: UtcDateTime | None
     reason: str
     actor: str
 
@@ -231,12 +281,35 @@ class Usage(WireModel):
     count: int = Field(default=1, ge=1, le=MAX_USAGE_COUNT)
 
 
+class PairingRequest(WireModel):
+    """A device trades a pairing code (``classifi keys pair``) for a device key of its own."""
+
+    code: str = Field(
+        min_length=1, max_length=32, description="The code the server showed, e.g. K7QM-X3PD."
+    )
+    device: str = Field(
+        min_length=1,
+        max_length=48,
+        description="What the device calls itself: the key's name if the code was made without one.",
+    )
+
+
+class PairedDevice(WireModel):
+    """The device key a pairing gave, shown this once: send it as ``X-API-Key``."""
+
+    device: str
+    key: str
+
+
 WIRE_MODELS: tuple[type[WireModel], ...] = (
     Prediction,
     Duplicate,
+    SimilarPhoto,
     Submission,
     PendingPhoto,
     ReviewDecision,
+    LabelIssue,
+    SimilarPhoto,
     AuditRecord,
     ModelSummary,
     ChampionPeriod,
@@ -244,4 +317,6 @@ WIRE_MODELS: tuple[type[WireModel], ...] = (
     RetrainOutcome,
     TaskState,
     Usage,
+    PairingRequest,
+    PairedDevice,
 )

@@ -1,9 +1,12 @@
-"""The admin relabel window: review pending submissions, keyboard first.
+"""The admin relabel window: review pending submissions, keyboard first, and the training
+photos whose label looks wrong.
 
 Digits set the label of the selected photos, A approves them (with that label), R rejects
-them, the arrows move, Ctrl+A and Shift-click select for bulk decisions, Ctrl+Z undoes the
-last decision. Every decision is a call of the backend's review use case, which writes it to the
-audit log.
+them, S selects the pending photos most similar to the current one (their cached
+embeddings), the arrows move, Ctrl+A and Shift-click select for bulk decisions, Ctrl+Z undoes
+the last decision (a bulk one as a whole). Every decision is a call of the backend's review
+use case, which writes it to the audit log. The "Suspected mislabels" tab is
+:mod:`desktop.label_audit_tab`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 from PySide6.QtGui import QImage, QKeyEvent, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -22,19 +25,24 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from core.errors import AuthError
 from core.imaging import check_photo
-from core.wire import PendingPhoto, ReviewAction, ReviewDecision
+from core.wire import PendingPhoto, ReviewAction, ReviewDecision, SimilarPhoto
 from desktop.audit_view import AuditLogView
 from desktop.backends import Backend
 from desktop.classify_run import thumbnail_of
+from desktop.label_audit_tab import LabelAuditTab
 from desktop.pending_model import ITEM_ROLE, PendingFilter, PendingModel, PendingTile, describe
 from desktop.sign_in import sign_in
 from desktop.tasks import run_task
+
+#: How many pending photos "Select similar" adds to the current one.
+SIMILAR_COUNT = 10
 
 
 class AdminWindow(QMainWindow):
@@ -71,7 +79,7 @@ class AdminWindow(QMainWindow):
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         keys = "  ".join(f"{n + 1}: {label}" for n, label in enumerate(labels))
         help_text = QLabel(
-            f"Keys — {keys}   A: approve   R: reject   arrows: move   "
+            f"Keys — {keys}   A: approve   R: reject   S: select similar   arrows: move   "
             "Ctrl+A / Shift-click: select several   Ctrl+Z: undo"
         )
         help_text.setWordWrap(True)
@@ -84,6 +92,12 @@ class AdminWindow(QMainWindow):
         self.undo_button = QPushButton("Undo (Ctrl+Z)")
         self.undo_button.clicked.connect(self.undo)
         self.undo_button.setEnabled(False)
+        self.similar_button = QPushButton("Select similar (S)")
+        self.similar_button.setToolTip(
+            f"Select the {SIMILAR_COUNT} pending photos nearest to the current one as well: "
+            "one key then labels them all, one undo restores them all."
+        )
+        self.similar_button.clicked.connect(self.select_similar)
         self.audit_button = QPushButton("Audit log…")
         self.audit_button.clicked.connect(self.show_audit_log)
         self.disagree_button = QPushButton("Only disagreements")
@@ -93,6 +107,7 @@ class AdminWindow(QMainWindow):
             self.approve_button,
             self.reject_button,
             self.undo_button,
+            self.similar_button,
             self.disagree_button,
             self.audit_button,
         ):
@@ -115,7 +130,13 @@ class AdminWindow(QMainWindow):
         splitter.addWidget(left)
         splitter.addWidget(side)
         splitter.setStretchFactor(0, 1)
-        self.setCentralWidget(splitter)
+        self.mislabels = LabelAuditTab(
+            backend, labels, lambda text: self.statusBar().showMessage(text, 10_000)
+        )
+        self.tabs = QTabWidget()
+        self.tabs.addTab(splitter, "Submissions")
+        self.tabs.addTab(self.mislabels, "Suspected mislabels")
+        self.setCentralWidget(self.tabs)
 
         QShortcut(QKeySequence.StandardKey.Undo, self, self.undo)
         self.grid.installEventFilter(self)
@@ -148,6 +169,9 @@ class AdminWindow(QMainWindow):
             return True
         if event.key() == Qt.Key.Key_R:
             self.reject_selected()
+            return True
+        if event.key() == Qt.Key.Key_S:
+            self.select_similar()
             return True
         return False
 
@@ -213,6 +237,33 @@ class AdminWindow(QMainWindow):
         if len(items) > 1:
             text += f"\n\n{len(items)} selected: A, R and the digits act on all of them."
         self.details.setText(text)
+
+    def select_similar(self) -> None:
+        """Add the pending photos nearest to the current one to the selection."""
+        current = self.grid.currentIndex()
+        if not current.isValid() or self.busy:
+            return
+        item: PendingPhoto = current.data(ITEM_ROLE)
+        self.statusBar().showMessage(f"Finding the photos most like #{item.id}…")
+        run_task(
+            lambda: self.backend.similar_pending(item.id, SIMILAR_COUNT),
+            lambda found: self._on_similar(item, found),
+            self._on_error,
+        )
+
+    def _on_similar(self, item: PendingPhoto, found: list[SimilarPhoto]) -> None:
+        wanted = {item.id, *(photo.photo_id for photo in found)}
+        selection = QItemSelection()
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if index.data(ITEM_ROLE).id in wanted:
+                selection.select(index, index)
+        self.grid.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.Select)
+        self.statusBar().showMessage(
+            f"Selected #{item.id} and the {len(found)} pending photos most like it: a digit "
+            "labels them all, A approves, Ctrl+Z undoes it all",
+            10_000,
+        )
 
     # Decisions -----------------------------------------------------------------------------
     def set_label(self, label: str) -> None:

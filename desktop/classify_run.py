@@ -68,6 +68,8 @@ def photo_row(
         probabilities=dict(answer.probabilities),
         model_version=answer.model_version,
         thumbnail=thumbnail,
+        is_unsure=answer.unsure,
+        out_of_distribution=answer.out_of_distribution,
     )
 
 

@@ -38,6 +38,7 @@ from core.imaging import PHOTO_SUFFIXES, read_photo_file
 from core.wire import ModelSummary, Submission
 from desktop.backends import LOCAL, Backend, Queued, describe_submission, open_backend
 from desktop.classify_run import ClassifyRun
+from desktop.heatmap_view import HeatmapToggle
 from desktop.jobs import Job
 from desktop.results import (
     ALL,
@@ -180,6 +181,8 @@ class MainWindow(QMainWindow):
 
         self.submit_panel = SubmitPanel(self.settings.labels)
         self.submit_panel.submit_requested.connect(self.submit_selected)
+        self.heatmap = HeatmapToggle(lambda: self.backend)  # the detail pane's heatmap toggle
+        self.heatmap.attach_to(self.submit_panel)
         self.grid.selectionModel().selectionChanged.connect(self._on_selection)
 
         splitter = QSplitter()
@@ -484,6 +487,7 @@ class MainWindow(QMainWindow):
     def _on_selection(self, *_args: object) -> None:
         rows = self.selected_rows()
         self.submit_panel.show_row(rows[0] if len(rows) == 1 else None)
+        self.heatmap.show_row(rows[0] if len(rows) == 1 else None)
 
     def submit_selected(self, label: str) -> None:
         rows = [row for row in self.selected_rows() if row.state == RowState.DONE]

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import AuthError
-from core.model.metrics import epoch_history
+from core.model.metrics import CALIBRATION_KEY, epoch_history
 from core.wire import ModelState, ModelSummary, RetrainOutcome
 from desktop.backends import Backend
 from desktop.backends.local import ADMIN_ACTOR
@@ -51,6 +51,25 @@ RETRAIN_POLL_MS = 3000
 
 def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "–"
+
+
+# Model quality (issue 16): what the selected version knows of its own answers. -------------
+def calibration_text(model: ModelSummary) -> str:
+    """The calibration stored with ``model``, in words."""
+    calibration = model.metrics.get(CALIBRATION_KEY)
+    if not calibration:
+        return (
+            f"Version {model.version} was trained before calibration: unsure below the "
+            "setting unsure_below, and no out-of-distribution check. Retrain to get both."
+        )
+    return (
+        f"Version {model.version}: unsure below {calibration['unsure_below']:.0%} confidence "
+        f"(validation answers above it are right at least "
+        f"{calibration['target_accuracy']:.0%} of the time); temperature "
+        f"{calibration['temperature']:.2f}; out of distribution beyond a distance of "
+        f"{calibration['ood_threshold']:.3f} from its {calibration['ood_neighbours']} nearest "
+        f"of {calibration['ood_bank_size']} training photos."
+    )
 
 
 class ModelsWindow(QMainWindow):
@@ -95,6 +114,9 @@ class ModelsWindow(QMainWindow):
         versions_layout = QVBoxLayout(versions)
         versions_layout.addWidget(self.table)
         versions_layout.addLayout(buttons)
+        self.calibration = QLabel()  # model quality: the selected version's calibration
+        self.calibration.setWordWrap(True)
+        versions_layout.addWidget(self.calibration)
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #d32f2f;")
@@ -177,6 +199,7 @@ class ModelsWindow(QMainWindow):
         if model is None:
             return
         metrics = model.metrics
+        self.calibration.setText(calibration_text(model))
         self.confusion.show_matrix(
             list(metrics.get("labels", model.labels)), metrics.get("confusion_matrix", [])
         )

@@ -48,9 +48,15 @@ class PhotoRow:
     error: str | None = None
     thumbnail: QImage | None = None
     submitted: str | None = None  # what the submission answered, once submitted
+    #: The prediction's own verdicts (its model's calibrated threshold, its training photos).
+    is_unsure: bool = False
+    out_of_distribution: bool = False
 
     def unsure(self, threshold: float) -> bool:
-        return self.confidence is not None and self.confidence < threshold
+        """Unsure by the model's own verdict, or below ``threshold`` (the setting
+        unsure_below, for an answer without one). A photo of none of the labels is unsure."""
+        below = self.confidence is not None and self.confidence < threshold
+        return self.is_unsure or self.out_of_distribution or below
 
 
 class Column(enum.IntEnum):
@@ -134,7 +140,11 @@ class ResultsModel(QAbstractTableModel):
             return "Waiting…"
         if row.state == RowState.CANCELLED:
             return "Not classified (cancelled)"
-        parts = ["Unsure"] if row.unsure(self.unsure_below) else []
+        parts = []
+        if row.out_of_distribution:
+            parts.append(f"Not a {' or '.join(row.probabilities)} photo")
+        elif row.unsure(self.unsure_below):
+            parts.append("Unsure")
         if row.submitted:
             parts.append(row.submitted)
         return " · ".join(parts) or "OK"

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.routing import IntegerConverter, Map
 
 from core.errors import BadRequest, ModelError
 from core.wire import RetrainOutcome, TaskState
@@ -18,6 +19,16 @@ from edge_server.services import ACTOR, current
 bp = Blueprint("admin", __name__)
 
 MAX_LIST = 500
+#: The largest id the registry holds (PostgreSQL's INTEGER): a larger one names no row, and
+#: must not reach the database, where it would overflow.
+MAX_ID = 2**31 - 1
+
+
+class RegistryId(IntegerConverter):
+    """``<int:...>`` in this app's URLs: a whole number up to :data:`MAX_ID` (else 404)."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(url_map, *args, **{"max": MAX_ID, **kwargs})
 
 
 def json_object() -> dict[str, Any]:
@@ -27,11 +38,24 @@ def json_object() -> dict[str, Any]:
     return body
 
 
+def _only_query(*names: str) -> None:
+    """Refuse a query parameter the route does not take: a typo ("limt") is said, not ignored."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise BadRequest(
+            f"Unknown query parameter {unknown[0]!r}: this route takes {', '.join(names)}."
+        )
+
+
 def _int_arg(name: str, default: int, maximum: int) -> int:
     raw = request.args.get(name, str(default))
     if not raw.isdigit() or int(raw) > maximum:
         raise BadRequest(f"'{name}' must be a whole number from 0 to {maximum}.")
     return int(raw)
+
+
+def _is_id(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_ID
 
 
 def _decide(photo_ids: list[int], body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -44,6 +68,7 @@ def _decide(photo_ids: list[int], body: dict[str, Any]) -> list[dict[str, Any]]:
 @bp.get("/admin/submissions")
 @admin_required
 def list_submissions() -> ResponseReturnValue:
+    _only_query("status", "limit", "offset")
     status = request.args.get("status", "pending")
     if status != "pending":
         raise BadRequest("Only status=pending can be listed: the others are not awaiting review.")
@@ -71,7 +96,7 @@ def review_one(photo_id: int) -> ResponseReturnValue:
 def review_many() -> ResponseReturnValue:
     body = json_object()
     ids = body.get("ids")
-    if not isinstance(ids, list) or not ids or not all(type(i) is int for i in ids):
+    if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
         raise BadRequest("'ids' must be a non-empty list of photo ids.", code="invalid_ids")
     return jsonify({"decisions": _decide(ids, body)})
 
@@ -84,10 +109,50 @@ def undo() -> ResponseReturnValue:
     return jsonify(decision.to_dict())
 
 
+@bp.get("/admin/photos/<int:photo_id>/similar")
+@admin_required
+def similar(photo_id: int) -> ResponseReturnValue:
+    """The photos nearest to this one, nearest first; with ``pending_only=true`` only the
+    pending ones (the review's "select similar", for one decision on them all)."""
+    _only_query("limit", "pending_only")
+    pending_only = request.args.get("pending_only", "false")
+    if pending_only not in ("true", "false"):
+        raise BadRequest("'pending_only' must be true or false.")
+    found = current().app.similar(
+        photo_id, limit=_int_arg("limit", 20, MAX_LIST), pending_only=pending_only == "true"
+    )
+    return jsonify({"similar": [item.to_dict() for item in found]})
+
+
+@bp.get("/admin/label-audit")
+@admin_required
+def label_audit() -> ResponseReturnValue:
+    """Training photos whose label looks wrong, most suspicious first (cleanlab)."""
+    return jsonify({"issues": [issue.to_dict() for issue in current().app.audit_labels()]})
+
+
+@bp.post("/admin/label-audit/<int:photo_id>")
+@admin_required
+def fix_label(photo_id: int) -> ResponseReturnValue:
+    """``{"action": "relabel", "label": ...}`` or ``{"action": "remove"}`` (from training)."""
+    body = json_object()
+    action, label = body.get("action"), body.get("label")
+    app = current().app
+    if action == "relabel" and isinstance(label, str):
+        return jsonify(app.relabel(photo_id, label).to_dict())
+    if action == "remove" and label is None:
+        return jsonify(app.remove_from_training(photo_id).to_dict())
+    raise BadRequest(
+        'Send {"action": "relabel", "label": "<label>"} or {"action": "remove"}.',
+        code="invalid_action",
+    )
+
+
 @bp.get("/admin/audit")
 @admin_required
 def audit() -> ResponseReturnValue:
     """Who decided what and when, newest first."""
+    _only_query("limit")
     records = current().app.audit_log(_int_arg("limit", 100, MAX_LIST))
     return jsonify({"entries": [record.to_dict() for record in records]})
 
@@ -104,8 +169,8 @@ def promote(version: int) -> ResponseReturnValue:
     """Answers at once: this process serves the new champion as soon as it has loaded (in
     the background), the other workers within their refresh interval. An optional JSON
     body ``{"reason": "..."}`` goes into the champion history."""
-    body = request.get_json(silent=True) if request.content_length else {}
-    reason = body.get("reason") if isinstance(body, dict) else None
+    body = json_object() if request.content_length else {}
+    reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise BadRequest("'reason' must be a text of at most 500 characters.")
     return jsonify(current().app.promote(version, reason=reason).to_dict())

@@ -19,8 +19,18 @@ from flask import Flask, Response, g, request
 
 from core import metrics
 from core.config import Settings, load_settings
-from edge_server import admin, health, limits, monitoring, openapi, predict, submissions, web
-from edge_server.auth import warn_if_open
+from edge_server import (
+    admin,
+    health,
+    limits,
+    monitoring,
+    openapi,
+    pairing,
+    predict,
+    submissions,
+    web,
+)
+from edge_server.auth import announce_exposure
 from edge_server.errors import register_error_handlers
 from edge_server.services import Services, current
 from edge_server.uploads import body_limit, discard_unread_body
@@ -37,12 +47,18 @@ def _finish_request(response: Response) -> Response:
     return _record_request(response)
 
 
+#: The methods a metric names; any other (a client may send "BREW") is counted as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _record_request(response: Response) -> Response:
+    # No label comes from the client: the route is the URL rule's template, never the path.
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    method = request.method if request.method in METHODS else "other"
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-    metrics.HTTP_LATENCY.labels(request.method, route).observe(elapsed)
-    metrics.API_REQUESTS.labels(request.method, route).inc()
+    metrics.HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+    metrics.HTTP_LATENCY.labels(method, route).observe(elapsed)
+    metrics.API_REQUESTS.labels(method, route).inc()
     return response
 
 
@@ -76,6 +92,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["classifi"] = services
 
+    # Before the routes are added: their <int:...> is then one the registry can hold.
+    app.url_map.converters["int"] = admin.RegistryId
     register_error_handlers(app)
     for blueprint in (
         predict.bp,
@@ -84,6 +102,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         health.bp,
         monitoring.bp,
         openapi.bp,
+        pairing.bp,
     ):
         app.register_blueprint(blueprint)
     web.register(app, services)
@@ -93,5 +112,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     limits.install(app, settings)  # after the clock: a refused request is timed too
     if settings.cors_origins:
         app.after_request(_allow_origins(settings))
-    warn_if_open(settings)
+    announce_exposure(settings)
     return app

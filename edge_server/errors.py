@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core import errors
 from core.wire import WireModel
+from edge_server import limits
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,16 @@ def register_error_handlers(app: Flask) -> None:
         for name, value in error.get_headers():
             if name.lower() not in ("content-type", "content-length"):
                 response.headers[name] = value
+        return response, status
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(error: RateLimitExceeded) -> tuple[Response, int]:
+        wait = limits.retry_after_s()
+        message = f"{error.description} Wait {wait} seconds, then try again."
+        response, status = error_response(
+            errors.RateLimited.status, ErrorDetail(code=errors.RateLimited.code, message=message)
+        )
+        response.headers["Retry-After"] = str(wait)
         return response, status
 
     @app.errorhandler(RequestEntityTooLarge)

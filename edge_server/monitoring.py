@@ -7,8 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from core import metrics
 from core.usage import usage_report
-from edge_server.auth import check_api_key
-from edge_server.services import current
+from edge_server.auth import require_device
 
 bp = Blueprint("monitoring", __name__)
 
@@ -22,10 +21,15 @@ def scrape() -> ResponseReturnValue:
     return Response(body, content_type=content_type)
 
 
+@bp.before_request
+def require_key_for_usage() -> None:
+    if request.endpoint == "monitoring.usage":  # scraping /metrics needs no key
+        require_device()
+
+
 @bp.post("/usage")
 def usage() -> ResponseReturnValue:
     """The desktop in remote mode reports its usage: ``{"event": "session", "count": 1}``."""
-    check_api_key(current().settings)
     report = usage_report(request.get_data())
     metrics.CLIENT_EVENTS.labels(CLIENT, report.event).inc(report.count)
     return jsonify({"event": report.event, "counted": report.count})

@@ -21,11 +21,15 @@ from core.wire import (
     WIRE_MODELS,
     AuditRecord,
     Duplicate,
+    LabelIssue,
     ModelSummary,
+    PairedDevice,
+    PairingRequest,
     PendingPhoto,
     Prediction,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
     TaskState,
     Usage,
@@ -76,7 +80,9 @@ ERROR_REASONS = {
     409: "Conflicts with the current state",
     413: "Over the byte or pixel limit",
     415: "Not a supported image (judged by content)",
+    429: "Too many requests from this address or key (see Retry-After), or too many pending",
     503: "Not ready: no champion, the model is loading (see Retry-After), or a store is down",
+    507: "The server keeps no more submissions: its queue or its disk is full",
 }
 
 
@@ -92,8 +98,9 @@ def _operation(
     keyed: bool = False,
     body_required: bool = True,
 ) -> dict[str, Any]:
+    # Every route is rate-limited (edge_server.limits).
     answers = responses | {
-        status: _answer(ERROR_REASONS[status], ref(ErrorAnswer)) for status in errors
+        status: _answer(ERROR_REASONS[status], ref(ErrorAnswer)) for status in (*errors, 429)
     }
     operation: dict[str, Any] = {
         "summary": summary,
@@ -106,7 +113,7 @@ def _operation(
         operation["parameters"] = parameters
     if admin:
         operation["security"] = [{"adminToken": []}]
-    elif keyed:  # only enforced off loopback when keys are configured
+    elif keyed:  # needed off loopback unless allow_anonymous; a key sent is always checked
         operation["security"] = [{}, {"apiKey": []}, {"bearerApiKey": []}]
     return operation
 
@@ -139,6 +146,7 @@ def _query_parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 PHOTO_ID = _path_parameter("photo_id", INTEGER)
+SUBMITTER = {"type": "string", "description": "Who submits; a device key's name wins over it."}
 REVIEW = {
     "type": "object",
     "properties": {
@@ -166,12 +174,14 @@ READINESS = {
 PATHS: dict[str, dict[str, Any]] = {
     "/predict": {
         "post": _operation(
-            "Classify one photo (multipart field `file`, or a raw image body).",
+            "Classify one photo (multipart field `file`, or a raw image body); `explain=1` "
+            "adds its heatmap.",
             {200: _answer("The prediction", ref(Prediction))},
             errors=(400, 401, 413, 415, 503),
             tag="predict",
             keyed=True,
             body=_multipart(["file"], file=BINARY) | {"image/*": {"schema": BINARY}},
+            parameters=[_query_parameter("explain", {"enum": ["0", "1"]})],
         )
     },
     "/predict/batch": {
@@ -205,10 +215,10 @@ PATHS: dict[str, dict[str, Any]] = {
                 201: _answer("Stored as pending", ref(Submission)),
                 200: _answer("An exact duplicate, not stored again", ref(Submission)),
             },
-            errors=(400, 401, 413, 415),
+            errors=(400, 401, 413, 415, 507),
             tag="submissions",
             keyed=True,
-            body=_multipart(["file", "label"], file=BINARY, label=STRING, submitter=STRING),
+            body=_multipart(["file", "label"], file=BINARY, label=STRING, submitter=SUBMITTER),
         )
     },
     "/check_duplicate": {
@@ -278,6 +288,45 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(404, 409),
         )
     },
+    "/admin/photos/{photo_id}/similar": {
+        "get": _admin(
+            "The photos nearest to this one, nearest first (pending_only: the review's).",
+            {200: _answer("The similar photos", _object(similar=_list_of(SimilarPhoto)))},
+            errors=(400, 404, 409, 503),
+            parameters=[
+                PHOTO_ID,
+                _query_parameter("limit", INTEGER),
+                _query_parameter("pending_only", {"type": "string", "enum": ["true", "false"]}),
+            ],
+        )
+    },
+    "/admin/label-audit": {
+        "get": _admin(
+            "Training photos whose label looks wrong, most suspicious first (cleanlab).",
+            {200: _answer("The suspected mislabels", _object(issues=_list_of(LabelIssue)))},
+            errors=(409,),
+        )
+    },
+    "/admin/label-audit/{photo_id}": {
+        "post": _admin(
+            "Relabel a training photo, or remove it from training (audited).",
+            {200: _answer("The decision", ref(ReviewDecision))},
+            errors=(400, 404, 409),
+            parameters=[PHOTO_ID],
+            body={
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "action": {"enum": ["relabel", "remove"]},
+                            "label": {"type": "string", "description": "relabel only"},
+                        },
+                        "required": ["action"],
+                    }
+                }
+            },
+        )
+    },
     "/admin/audit": {
         "get": _admin(
             "The audit log, newest first: who decided what and when.",
@@ -306,7 +355,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _admin(
             "Make the previous champion the champion again.",
             {200: _answer("The restored champion", ref(ModelSummary))},
-            errors=(409,),
+            errors=(404, 409),
         )
     },
     "/admin/retrain": {
@@ -354,6 +403,15 @@ PATHS: dict[str, dict[str, Any]] = {
             tag="health",
             keyed=True,
             body={JSON: {"schema": ref(Usage)}},
+        )
+    },
+    "/pair": {
+        "post": _operation(
+            "Trade a one-time pairing code (`classifi keys pair`) for a device key of its own.",
+            {201: _answer("The new device key, shown this once", ref(PairedDevice))},
+            errors=(400, 401, 409),
+            tag="devices",
+            body={JSON: {"schema": ref(PairingRequest)}},
         )
     },
     "/openapi.json": {

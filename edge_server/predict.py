@@ -7,8 +7,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from core.errors import BadRequest
 from core.wire import Prediction
-from edge_server.auth import check_api_key
+from edge_server.auth import require_device
 from edge_server.errors import describe
 from edge_server.services import current
 from edge_server.uploads import body_limit, many_photos, one_photo
@@ -17,14 +18,19 @@ bp = Blueprint("predict", __name__)
 
 
 @bp.before_request
-def require_api_key() -> None:
-    check_api_key(current().settings)
+def require_key() -> None:
+    require_device()
 
 
 @bp.post("/predict")
 def predict_one() -> ResponseReturnValue:
+    """``?explain=1`` adds the heatmap (a PNG, base64) of where the model found its label."""
     services = current()
-    prediction = services.classify_one(one_photo(services.settings).data)
+    data = one_photo(services.settings).data
+    explain = request.args.get("explain", "0")
+    if explain not in ("0", "1"):
+        raise BadRequest("'explain' must be 0 or 1.")
+    prediction = services.explain_one(data) if explain == "1" else services.classify_one(data)
     return jsonify(prediction.to_dict())
 
 

@@ -66,7 +66,14 @@ class Services:
         """One photo, in a backbone pass shared with the concurrent requests."""
         prediction = self.batcher.submit(self.app.check_photo(data).image)
         self._note(prediction.model_version, prediction.backbone)
-        _count_prediction(prediction, self.settings.unsure_below)
+        _count_prediction(prediction)
+        return prediction
+
+    def explain_one(self, data: bytes) -> Prediction:
+        """One photo with its heatmap (a pass of its own: the map is not batched)."""
+        prediction = self.app.explain(data)
+        self._note(prediction.model_version, prediction.backbone)
+        _count_prediction(prediction)
         return prediction
 
     def classify_many(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
@@ -76,7 +83,7 @@ class Services:
         if predictions:  # the photos went through one model: note it once
             self._note(predictions[0].model_version, predictions[0].backbone)
         for prediction in predictions:
-            _count_prediction(prediction, self.settings.unsure_below)
+            _count_prediction(prediction)
         return results
 
     def submit(
@@ -123,11 +130,12 @@ class Services:
         self.app.close()
 
 
-def _count_prediction(prediction: Prediction, unsure_below: float) -> None:
+def _count_prediction(prediction: Prediction) -> None:
     metrics.PREDICTIONS.labels(prediction.label).inc()
     metrics.CONFIDENCE.observe(prediction.confidence)
-    if prediction.confidence < unsure_below:
-        metrics.PREDICTION_FLAGS.labels("unsure").inc()
+    for flag in ("unsure", "out_of_distribution"):
+        if getattr(prediction, flag):
+            metrics.PREDICTION_FLAGS.labels(flag).inc()
 
 
 def current() -> Services:

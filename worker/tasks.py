@@ -10,7 +10,11 @@ Every minute, and when the consumer starts, a heartbeat: a front end that finds 
 
 On demand: ``retrain`` (forced by default). Every retrain holds core's maintenance lock, so
 two workers (or a worker and ``classifi retrain-check``) never retrain at once: the one that
-finds the lock taken stands down and says so in its outcome, instead of waiting.
+finds the lock taken stands down and says so in its outcome, instead of waiting. And the
+parts of a re-embed or an ingest split across the workers (:mod:`worker.fanout`):
+``embed_chunk`` and ``ingest_chunk``, each safe to run twice.
+
+A periodic task that raises is counted in ``classifi_scheduled_job_failures_total``.
 
 Every task calls the process's one :class:`~core.app.App` and returns a JSON-able dict. The
 edge server and the desktop enqueue through :func:`enqueue_retrain` and read the outcome with
@@ -26,12 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from huey import Huey, crontab
-from huey.api import TaskWrapper
+from huey.api import PeriodicTask, Task, TaskWrapper
 from huey.exceptions import TaskException
+from huey.signals import SIGNAL_ERROR
 
+from core import metrics
 from core.app import App
 from core.config import Settings
 from core.errors import LockHeld, SourceError, TaskFailed
+from core.ingest import Listing, SourceItem
 from core.wire import RetrainOutcome
 from worker.huey_app import create_huey, parse_cron
 
@@ -52,6 +59,8 @@ class WorkerTasks:
     retrain_check: TaskWrapper  # periodic, as "scheduler"
     retrain: TaskWrapper  # on demand: retrain(force=True, actor="worker")
     scheduled_ingest: TaskWrapper | None  # periodic, when configured
+    embed_chunk: TaskWrapper  # embed_chunk(backbone_id, [[sha256, key], ...])
+    ingest_chunk: TaskWrapper  # ingest_chunk([{"location": ..., "label": ...}, ...])
 
 
 def retrain_outcome(app: App, *, force: bool, actor: str) -> dict[str, Any]:
@@ -127,7 +136,27 @@ def build_tasks(settings: Settings) -> WorkerTasks:
     elif settings.ingest_schedule or settings.ingest_sources:
         log.warning("scheduled ingest is off: it needs both ingest_sources and ingest_schedule set")
 
-    return WorkerTasks(app, huey, retrain_check, retrain, scheduled_ingest)
+    @huey.task()
+    def embed_chunk(backbone_id: str, photos: list[list[str]]) -> dict[str, Any]:
+        embedded = app.embed_photos(backbone_id, [(sha256, key) for sha256, key in photos])
+        return {"photos": len(photos), "embedded": embedded}
+
+    @huey.task()
+    def ingest_chunk(items: list[dict[str, str]]) -> dict[str, Any]:
+        return app.ingest(Listing([SourceItem(**item) for item in items], [])).to_dict()
+
+    periodic = [task.name for task in (retrain_check, scheduled_ingest) if task is not None]
+    for name in periodic:  # a series at 0 from the start, so increase() sees the first failure
+        metrics.SCHEDULED_JOB_FAILURES.labels(task=name)
+
+    @huey.signal(SIGNAL_ERROR)
+    def count_failure(_signal: str, task: Task, _exc: Exception | None = None) -> None:
+        if isinstance(task, PeriodicTask):
+            metrics.SCHEDULED_JOB_FAILURES.labels(task=task.name).inc()
+
+    return WorkerTasks(
+        app, huey, retrain_check, retrain, scheduled_ingest, embed_chunk, ingest_chunk
+    )
 
 
 _built: dict[str, WorkerTasks] = {}
@@ -154,12 +183,15 @@ def worker_heartbeat(settings: Settings) -> float | None:
     return None if beat is None else float(beat)
 
 
-def task_result(settings: Settings, task_id: str) -> dict[str, Any] | None:
+def task_result(
+    settings: Settings, task_id: str, *, preserve: bool = True
+) -> dict[str, Any] | None:
     """The finished task's result (a :class:`RetrainOutcome` as a dict), or None while it
     waits or runs (or is unknown: huey cannot tell). A task that failed raises
-    :class:`TaskFailed` with the worker's error."""
+    :class:`TaskFailed` with the worker's error. ``preserve=False`` reads it once, removing
+    it from the queue's storage."""
     try:
-        value = worker_tasks(settings).huey.result(task_id, preserve=True)
+        value = worker_tasks(settings).huey.result(task_id, preserve=preserve)
     except TaskException as exc:
         failure = exc.metadata.get("error") or str(exc)
         raise TaskFailed(

@@ -33,9 +33,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show where the stores live, photo counts and the current model.",
     ),
     "train": ("classifi.cli.train", "Train a new model on the registered photos."),
+    "reembed": (
+        "classifi.cli.reembed",
+        "Fill a backbone's embedding cache, here or on the workers.",
+    ),
     "predict": ("classifi.cli.predict", "Classify photos or folders with the champion model."),
+    "explain": ("classifi.cli.explain", "Write a photo's heatmap: where the model saw its label."),
     "submit": ("classifi.cli.submit", "Submit a photo with a proposed label for review."),
     "review": ("classifi.cli.review", "List, approve or reject pending submissions (admin)."),
+    "audit": ("classifi.cli.audit", "Find training photos whose label looks wrong (admin)."),
     "retrain-check": ("classifi.cli.retrain", "Retrain when enough new validated photos wait."),
     "models": ("classifi.cli.models", "List model versions, promote one, or roll back."),
     "doctor": ("classifi.cli.doctor", "Check bucket/registry consistency and repair what can be."),
@@ -44,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "admin-token": ("classifi.cli.admin_token", "Manage the edge server's admin token."),
     "backup": ("classifi.cli.backup", "Back up this home (safe while everything runs)."),
     "restore": ("classifi.cli.restore", "Restore a backup as this home."),
+    "keys": ("classifi.cli.keys", "Create, list, revoke or pair the edge server's device keys."),
     "desktop": ("classifi.cli.desktop", "Open the desktop app."),
     "export": ("classifi.cli.export", "Export a model as ONNX, or the backbone files to ship."),
 }

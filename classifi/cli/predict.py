@@ -22,7 +22,9 @@ def _batches(paths: Sequence[Path], size: int) -> Iterator[list[Path]]:
         yield batch
 
 
-def _line(path: Path, outcome: Prediction | ClassifiError, as_json: bool) -> str:
+def _line(
+    path: Path, outcome: Prediction | ClassifiError, as_json: bool, labels: Sequence[str]
+) -> str:
     if isinstance(outcome, ClassifiError):
         if as_json:
             return json.dumps({"path": str(path), "error": str(outcome)})
@@ -30,10 +32,21 @@ def _line(path: Path, outcome: Prediction | ClassifiError, as_json: bool) -> str
     if as_json:
         return json.dumps({"path": str(path), **outcome.to_dict()})
     probabilities = " ".join(f"{k}={v:.3f}" for k, v in outcome.probabilities.items())
-    return (
+    line = (
         f"{path}\t{outcome.label}\t{outcome.confidence:.3f}\t{probabilities}\t"
         f"v{outcome.model_version} ({outcome.backbone})"
     )
+    return line + "".join(f"\t{flag}" for flag in flags(outcome, labels))
+
+
+def flags(prediction: Prediction, labels: Sequence[str]) -> list[str]:
+    """What a person should know beside the label: unsure, or not a photo of any label."""
+    notes = []
+    if prediction.out_of_distribution:
+        notes.append(f"not a {' or '.join(labels)} photo")
+    if prediction.unsure:
+        notes.append("unsure")
+    return notes
 
 
 @click.command(
@@ -41,10 +54,12 @@ def _line(path: Path, outcome: Prediction | ClassifiError, as_json: bool) -> str
     help="""Classify photos with the champion model.
 
     PATH may be a photo or a folder (searched recursively for image files). One line per
-    photo: label, confidence, the probability of each label and the model version. With
-    --json, one JSON object per line: {"path", "prediction", "confidence",
-    "probabilities", "model_version", "backbone"}, or {"path", "error"} for a photo that
-    cannot be read. The exit code is 1 if any photo failed.
+    photo: label, confidence, the probability of each label and the model version, then
+    "not a <labels> photo" when the photo is unlike every training photo and "unsure" when
+    the confidence is below the model's calibrated threshold. With --json, one JSON object
+    per line: {"path", "prediction", "confidence", "probabilities", "model_version",
+    "backbone", "unsure", "out_of_distribution", "heatmap": null}, or {"path", "error"}
+    for a photo that cannot be read. The exit code is 1 if any photo failed.
     """,
 )
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -59,7 +74,7 @@ def command(
     ctx: click.Context, paths: tuple[Path, ...], as_json: bool, batch_size: int | None
 ) -> None:
     app = app_of(ctx)
-    app.load_model()  # no model: fail before reading any photo
+    labels = app.load_model().labels  # no model: fail before reading any photo
     files = find_photos(paths)
     if not files:
         raise click.ClickException(f"No image files in {', '.join(map(str, paths))}.")
@@ -78,7 +93,7 @@ def command(
             for path in batch:  # in the order given
                 if isinstance(outcomes[path], ClassifiError):
                     failed += 1
-                click.echo(_line(path, outcomes[path], as_json))
+                click.echo(_line(path, outcomes[path], as_json, labels))
             done += len(batch)
             update("Classifying", done, len(files))
     if failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from classifi.cli import settings_of
+from core.config import is_loopback
 
 HELP = """Run the edge server: REST API, health checks and Prometheus metrics.
 
@@ -16,9 +17,14 @@ without a restart.
 Security:
 - Admin routes need 'Authorization: Bearer <token>'. The first start generates the token,
   prints it once and stores only its hash; 'classifi admin-token reset' makes a new one.
-- Prediction and submission routes are open on 127.0.0.1 (the default). On any other
-  interface they require one of CLASSIFI_API_KEYS (as 'X-API-Key: <key>') when keys are
-  configured; with no key they stay open, and a warning says so.
+- Prediction, submission and usage are open on 127.0.0.1 (the default). On any other
+  interface they need a device key, sent as 'X-API-Key: <key>': 'classifi keys create
+  NAME' makes one, 'classifi keys pair NAME' a short code a device trades for one. The
+  first start there with no key makes one ('first-device') and prints it once. Plain keys
+  in CLASSIFI_API_KEYS work too; CLASSIFI_ALLOW_ANONYMOUS=true opens the routes to anyone
+  who can reach the port (a trusted LAN only).
+- Every route is rate-limited per client address and per key (rate_limit_* settings);
+  behind a reverse proxy set CLASSIFI_TRUSTED_PROXY=true so that its X-Forwarded-For counts.
 
 \b
 Try it:
@@ -56,6 +62,19 @@ def command(
         f"({settings.server_workers} worker(s)); Ctrl+C stops.",
         err=True,
     )
+    if not is_loopback(settings.host):
+        if settings.allow_anonymous:
+            click.secho(
+                "allow_anonymous is on: anyone who can reach this port may classify, submit "
+                "and report usage without a key. Use it on a trusted LAN only.",
+                fg="yellow",
+                err=True,
+            )
+        else:
+            click.echo(
+                "Prediction, submission and usage need a device key ('classifi keys list').",
+                err=True,
+            )
     from edge_server.wsgi import run  # the admin token and shared metrics start there
 
     run(settings)

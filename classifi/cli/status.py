@@ -23,6 +23,16 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
     places.add_row("backbone setting", report["backbone"])
     in_use = report["backbone_in_use"]
     places.add_row("backbone in use", f"{in_use['id']} ({in_use['reason']})")
+    runtime = report["runtime_in_use"]
+    places.add_row(
+        "runtime in use",
+        f"{runtime['runtime'] or 'none yet'} (setting {runtime['setting']}: {runtime['reason']})",
+    )
+    index = report["similarity_index"]
+    places.add_row(
+        "similarity index",
+        index["index"] if index["fallback"] is None else f"{index['index']} ({index['fallback']})",
+    )
     console.print(places)
 
     statuses = [status.value for status in PhotoStatus]
@@ -62,11 +72,15 @@ def _print_status(console: Console, report: dict[str, Any]) -> None:
       labels      the configured labels
       backbone    the configured backbone setting
       backbone_in_use  {id, reason}: what training uses now, and why
+      runtime_in_use   {setting, runtime, reason, candidates}: what the champion's (or the
+                  backbone's) network runs on here, and why; runtime null until measured
       photos      {total, by_label: {label: n}, by_status: {status: n},
                    by_label_and_status: {label: {status: n}}}
                   (photos without a label yet count under "unlabelled")
       champion    null, or {version, backbone, accuracy, created_at, promoted_at}
       maintenance_lock  null, or who holds it: "retrain by pid N on HOST since T"
+      similarity_index  {index: pgvector|sqlite-vec|exact, fallback: null or why the
+                  index made for the registry could not be used, and what it adds}
     """,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON on stdout.")

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from core import auth
-from core.config import Settings
-from core.errors import BadRequest, ClassifiError, InvalidImage, NoChampion
+from core import auth, vectors
+from core.config import Settings, rate_limits
+from core.errors import BadRequest, ClassifiError, InvalidImage, LockHeld, NoChampion
 from core.imaging import CheckedPhoto, check_photo
 from core.locks import LockHolder, lock_holder, maintenance_lock
 from core.registry import Registry
@@ -30,12 +30,16 @@ from core.wire import (
     AuditRecord,
     ChampionPeriod,
     Duplicate,
+    LabelIssue,
     ModelSummary,
+    PairedDevice,
+    PairingRequest,
     PendingPhoto,
     Prediction,
     RetrainOutcome,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
 )
 
@@ -48,7 +52,8 @@ if TYPE_CHECKING:
     from core.backup import BackupReport
     from core.ingest import IngestReport, Listing, ProgressCallback
     from core.loop.doctor import DoctorReport
-    from core.loop.reembed import ReembedReport
+    from core.loop.monitoring import LoopSnapshot
+    from core.loop.reembed import PhotoRef, ReembedPlan, ReembedReport
     from core.model.exports import ExportedModel
     from core.model.predictor import Predictor
     from core.model.runtimes.files import Export
@@ -92,12 +97,18 @@ class App:
         #: for) and a submission meanwhile is stored without the model's opinion.
         self.wait_for_model = wait_for_model
         self._opened = _Lazy()
+        self._kept = _Lazy()  # what closing the stores must not reset (the sign-in count)
 
     # --- The stores, opened on first use ---------------------------------------------------
     @property
     def registry(self) -> Registry:
         # Opening it runs the migrations: first use is on a worker thread, never a UI one.
-        return self._opened.get("registry", lambda: Registry(self.settings.registry_url))
+        def build() -> Registry:
+            registry = Registry(self.settings.registry_url)
+            vectors.choose_index(registry, self.settings.vector_index)
+            return registry
+
+        return self._opened.get("registry", build)
 
     @property
     def store(self) -> ObjectStore:
@@ -116,6 +127,7 @@ class App:
         """Release the database connections; the app reopens what a later call needs."""
         registry = self._opened.pop_all().get("registry")
         if registry is not None:
+            vectors.close_index(registry)
             registry.dispose()
 
     def __enter__(self) -> App:
@@ -132,6 +144,11 @@ class App:
 
     def lock_holder(self) -> LockHolder | None:
         return lock_holder(self.registry)
+
+    @property
+    def vector_index(self) -> vectors.VectorIndex:
+        """The similarity index of the registry (opened on first use)."""
+        return vectors.index_of(self.registry)
 
     # --- Classify ------------------------------------------------------------------------
     def check_photo(self, data: bytes) -> CheckedPhoto:
@@ -159,6 +176,14 @@ class App:
         """One prediction per checked image, in batched passes."""
         self.predictor.refresh()
         return self.predictor.predict(images, wait=self.wait_for_model)
+
+    def explain(self, data: bytes) -> Prediction:
+        """One photo's prediction with its heatmap (a PNG, base64): where the model found
+        its label, from the same backbone pass."""
+        image = self.check_photo(data).image
+        self.predictor.refresh()
+        (prediction,) = self.predictor.explain([image], wait=self.wait_for_model)
+        return prediction
 
     def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """Classify many photos: a prediction for each good one (all in batched passes), the
@@ -197,6 +222,17 @@ class App:
         from core.loop.duplicates import exact_duplicate
 
         return exact_duplicate(self.registry, photo.sha256)
+
+    def similar(
+        self, photo_id: int, *, limit: int = 20, pending_only: bool = False
+    ) -> list[SimilarPhoto]:
+        """The ``limit`` photos most like ``photo_id``, nearest first (only pending ones if
+        asked: the review's "select similar")."""
+        from core.loop.duplicates import similar_to_photo
+
+        return similar_to_photo(
+            self.settings, self.registry, self.store, photo_id, limit, pending_only=pending_only
+        )
 
     def pending(self, *, limit: int | None = None, offset: int = 0) -> list[PendingPhoto]:
         """Pending submissions, most useful to review first."""
@@ -241,6 +277,27 @@ class App:
         from core.loop.review import audit_log
 
         return audit_log(self.registry, limit)
+
+    # --- Label audit -------------------------------------------------------------------------
+    def audit_labels(self) -> list[LabelIssue]:
+        """Training photos whose label looks wrong, most suspicious first (cleanlab)."""
+        from core.loop.label_audit import audit_labels
+
+        return audit_labels(self.settings, self.registry, self.store)
+
+    def relabel(self, photo_id: int, label: str) -> ReviewDecision:
+        """Give a training photo another label (audited)."""
+        from core.loop.label_audit import relabel
+
+        return relabel(self.settings, self.registry, self.store, photo_id, label, actor=self.actor)
+
+    def remove_from_training(self, photo_id: int) -> ReviewDecision:
+        """Take a training photo out of the training set (audited)."""
+        from core.loop.label_audit import remove_from_training
+
+        return remove_from_training(
+            self.settings, self.registry, self.store, photo_id, actor=self.actor
+        )
 
     # --- Models ----------------------------------------------------------------------------
     def versions(self) -> list[ModelSummary]:
@@ -314,18 +371,37 @@ class App:
     def retrain_check(
         self, *, force: bool = False, actor: str | None = None, progress: Progress | None = None
     ) -> RetrainOutcome:
-        """Retrain and gate when due, under the maintenance lock (LockHeld if it is taken)."""
+        """Retrain and gate when due, under the maintenance lock (LockHeld if it is taken).
+
+        A check that stands down or fails is audited too, for the worker's metrics."""
+        from core.loop import monitoring
         from core.loop.policy import retrain_check
 
-        with self.maintenance("retrain"):
-            return retrain_check(
-                self.settings,
-                self.registry,
-                self.store,
-                force=force,
-                actor=actor or self.actor,
-                progress=progress,
+        actor = actor or self.actor
+        try:
+            with self.maintenance("retrain"):
+                return retrain_check(
+                    self.settings,
+                    self.registry,
+                    self.store,
+                    force=force,
+                    actor=actor,
+                    progress=progress,
+                )
+        except LockHeld as held:
+            monitoring.record_check(self.registry, monitoring.STOOD_DOWN, actor, str(held))
+            raise
+        except Exception as exc:
+            monitoring.record_check(
+                self.registry, monitoring.FAILED, actor, f"{type(exc).__name__}: {exc}"
             )
+            raise
+
+    def loop_snapshot(self) -> LoopSnapshot:
+        """The learning loop's counts and times, as the worker's metrics export them."""
+        from core.loop.monitoring import loop_snapshot
+
+        return loop_snapshot(self.registry)
 
     # --- Getting started ---------------------------------------------------------------------
     def preview_import(
@@ -385,6 +461,18 @@ class App:
         with self.maintenance("re-embed"):
             return reembed(self.settings, self.registry, self.store, backbone_id=backbone_id)
 
+    def plan_reembed(self, backbone_id: str | None = None) -> ReembedPlan:
+        """The photos a re-embed of ``backbone_id`` would embed, to split across workers."""
+        from core.loop.reembed import plan_reembed
+
+        return plan_reembed(self.settings, self.registry, self.store, backbone_id=backbone_id)
+
+    def embed_photos(self, backbone_id: str, photos: Sequence[PhotoRef]) -> int:
+        """Embed one part of a re-embed plan (no lock: a part done twice changes nothing)."""
+        from core.loop.reembed import embed_photos
+
+        return embed_photos(self.settings, self.registry, self.store, backbone_id, photos)
+
     def doctor(self, *, repair: bool = False) -> DoctorReport:
         """Check bucket/registry consistency; repairs hold the maintenance lock."""
         from core.loop.doctor import check_consistency
@@ -440,6 +528,7 @@ class App:
         report = status_report(self.settings, self.registry)
         holder = self.lock_holder()
         report["maintenance_lock"] = None if holder is None else holder.describe()
+        report["similarity_index"] = self.vector_index.describe()
         return report
 
     # --- Credentials -----------------------------------------------------------------------
@@ -457,9 +546,26 @@ class App:
         """The key that signs the edge server's web-page sessions (shared by its workers)."""
         return auth.ensure_session_key(self.registry)
 
+    def admin_token_fingerprint(self) -> str | None:
+        """Changes when the admin token is reset (the web page's sessions follow it)."""
+        return auth.admin_token_fingerprint(self.registry)
+
     def create_device_key(self, name: str) -> str:
         """A new key for a device (shown once; only its hash is kept)."""
         return auth.create_device_key(self.registry, name)
+
+    def ensure_first_device_key(self) -> str | None:
+        """The first device key of a server exposed to the network, to show once (or None)."""
+        return auth.ensure_first_device_key(self.registry)
+
+    def create_pairing_code(self, device: str | None = None) -> auth.PairingCode:
+        """A short one-time code a device trades for a key (named ``device``, or as it asks)."""
+        return auth.create_pairing_code(self.registry, device)
+
+    def pair(self, request: PairingRequest) -> PairedDevice:
+        """Trade a pairing code for a new device key (AuthError for a wrong or stale code)."""
+        device, key = auth.redeem_pairing_code(self.registry, request.code, request.device)
+        return PairedDevice(device=device, key=key)
 
     def device_keys(self) -> list[auth.DeviceKey]:
         return auth.list_device_keys(self.registry)
@@ -482,7 +588,15 @@ class App:
         auth.choose_password(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
 
     def verify_admin_password(self, password: str) -> None:
-        auth.verify_secret(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
+        """AuthError for a wrong password, and for any after too many wrong ones (setting
+        ``rate_limit_sign_in``, counted in this process)."""
+        guard = self._kept.get(
+            "sign_in_guard",
+            lambda: auth.SignInGuard(rate_limits(self.settings, "rate_limit_sign_in")),
+        )
+        guard.check(
+            lambda: auth.verify_secret(self.registry, auth.DESKTOP_ADMIN_PASSWORD, password)
+        )
 
     # --- Usage -----------------------------------------------------------------------------
     def record_usage(self, client: str, event: str, count: int = 1) -> None:

@@ -11,11 +11,13 @@ from typing import Protocol
 from core.errors import ClassifiError
 from core.wire import (
     AuditRecord,
+    LabelIssue,
     ModelSummary,
     PendingPhoto,
     Prediction,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
 )
 
@@ -27,6 +29,10 @@ class ProductApi(Protocol):
 
     def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:
         """A prediction for each good photo, the reason for each bad one, in order."""
+        ...
+
+    def explain(self, data: bytes) -> Prediction:
+        """One photo's prediction with its heatmap (a PNG, base64)."""
         ...
 
     def submit(
@@ -55,6 +61,24 @@ class ProductApi(Protocol):
 
     def audit_log(self, limit: int = 500) -> list[AuditRecord]:
         """The newest audit entries first (admin)."""
+        ...
+
+    def similar(
+        self, photo_id: int, *, limit: int = 20, pending_only: bool = False
+    ) -> list[SimilarPhoto]:
+        """The photos most like one, nearest first; only pending ones if asked (admin)."""
+        ...
+
+    def audit_labels(self) -> list[LabelIssue]:
+        """Training photos whose label looks wrong, most suspicious first (admin)."""
+        ...
+
+    def relabel(self, photo_id: int, label: str) -> ReviewDecision:
+        """Give a training photo another label (admin)."""
+        ...
+
+    def remove_from_training(self, photo_id: int) -> ReviewDecision:
+        """Take a training photo out of the training set (admin)."""
         ...
 
     def versions(self) -> list[ModelSummary]:

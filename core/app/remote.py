@@ -29,11 +29,15 @@ from core.errors import (
 )
 from core.wire import (
     AuditRecord,
+    LabelIssue,
     ModelSummary,
+    PairedDevice,
+    PairingRequest,
     PendingPhoto,
     Prediction,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
     TaskState,
 )
@@ -150,6 +154,11 @@ class RemoteApp:
             answers += [_prediction_or_error(result) for result in answer["results"]]
         return answers
 
+    def explain(self, data: bytes) -> Prediction:
+        upload = {"file": ("photo", data)}
+        call = partial(self._json, "POST", "/predict", params={"explain": 1}, files=upload)
+        return Prediction.from_dict(self._waiting(call))
+
     # --- Submissions and review ------------------------------------------------------------
     def submit(
         self, data: bytes, label: str, *, source: str, submitted_by: str | None = None
@@ -192,6 +201,28 @@ class RemoteApp:
         answer = self._json("GET", "/admin/audit", admin=True, params={"limit": limit})
         return [AuditRecord.from_dict(item) for item in answer["entries"]]
 
+    def similar(
+        self, photo_id: int, *, limit: int = 20, pending_only: bool = False
+    ) -> list[SimilarPhoto]:
+        params = {"limit": limit, "pending_only": str(pending_only).lower()}
+        answer = self._json("GET", f"/admin/photos/{photo_id}/similar", admin=True, params=params)
+        return [SimilarPhoto.from_dict(item) for item in answer["similar"]]
+
+    # --- Label audit -------------------------------------------------------------------------
+    def audit_labels(self) -> list[LabelIssue]:
+        answer = self._json("GET", "/admin/label-audit", admin=True)
+        return [LabelIssue.from_dict(item) for item in answer["issues"]]
+
+    def relabel(self, photo_id: int, label: str) -> ReviewDecision:
+        body = {"action": "relabel", "label": label}
+        answer = self._json("POST", f"/admin/label-audit/{photo_id}", admin=True, json=body)
+        return ReviewDecision.from_dict(answer)
+
+    def remove_from_training(self, photo_id: int) -> ReviewDecision:
+        body = {"action": "remove"}
+        answer = self._json("POST", f"/admin/label-audit/{photo_id}", admin=True, json=body)
+        return ReviewDecision.from_dict(answer)
+
     # --- Models ----------------------------------------------------------------------------
     def versions(self) -> list[ModelSummary]:
         answer = self._json("GET", "/models", admin=True)
@@ -211,6 +242,15 @@ class RemoteApp:
 
     def retrain_state(self, task_id: str) -> TaskState:
         return TaskState.from_dict(self._json("GET", f"/admin/retrain/{task_id}", admin=True))
+
+    # --- Devices ---------------------------------------------------------------------------
+    def pair(self, code: str, device: str) -> PairedDevice:
+        """Trade a pairing code (``classifi keys pair`` on the server) for a device key, which
+        this client then sends; AuthError for a wrong, used or expired code."""
+        body = PairingRequest(code=code, device=device).to_dict()
+        paired = PairedDevice.from_dict(self._json("POST", "/pair", json=body))
+        self.api_key = paired.key
+        return paired
 
     # --- Usage -----------------------------------------------------------------------------
     def record_usage(self, client: str, event: str, count: int = 1) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core.errors import ModelError
+from core.model.calibration import Calibration
 from core.model.head import LinearHead
 from core.model.pth import load_pth, save_pth
 from core.registry import ModelVersion, Registry
@@ -50,6 +51,8 @@ class ModelArtifact:
     backbone_weights_sha256: str | None = None
     #: The runtime and precision of the training embeddings, e.g. "openvino/bf16".
     runtime: str | None = None
+    #: Temperature, unsure and out-of-distribution thresholds (None: older models).
+    calibration: Calibration | None = None
 
     @property
     def dim(self) -> int:
@@ -78,7 +81,10 @@ def serialize_artifact(artifact: ModelArtifact) -> bytes:
     """The artifact's bytes (as ``torch.save`` writes them, without torch), verified by reading
     them back the way every predictor reads them before anyone uploads them."""
     state = {name: np.array(array) for name, array in artifact.state_dict.items()}
-    data = save_pth({"format": ARTIFACT_FORMAT, "state_dict": state, **artifact.metadata()})
+    content = {"format": ARTIFACT_FORMAT, "state_dict": state, **artifact.metadata()}
+    if artifact.calibration is not None:
+        content["calibration"] = artifact.calibration.as_record()  # the bank as an array
+    data = save_pth(content)
     reloaded = load_artifact(data)
     for name, array in artifact.state_dict.items():
         if not np.array_equal(reloaded.state_dict[name], array):
@@ -110,6 +116,9 @@ def load_artifact(data: bytes, *, source: str = "the model file") -> ModelArtifa
             params=dict(raw.get("params") or {}),
             backbone_weights_sha256=raw.get("backbone_weights_sha256"),
             runtime=raw.get("runtime"),
+            calibration=(
+                Calibration.from_record(raw["calibration"]) if raw.get("calibration") else None
+            ),
         )
         artifact.head()  # the tensors must fit the declared labels
     except (KeyError, TypeError, ValueError) as exc:

@@ -70,6 +70,11 @@ class Backbone:
         """A JSON-able description of the preprocessing, recorded with each model."""
         return self._preprocessing.as_dict()
 
+    @property
+    def preprocessing_steps(self) -> Preprocessing:
+        """The preprocessing itself (what part of a photo the network sees, for heatmaps)."""
+        return self._preprocessing
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB image to a CHW float32 array, identical in training and prediction."""
         return self._preprocessing(image)
@@ -80,6 +85,17 @@ class Backbone:
             out = np.asarray(self._engine.run(batch), dtype=np.float32)
             self.images_embedded += len(batch)
         return out
+
+    def embed_with_maps(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """The embeddings of ``images`` and, from the same pass, their last feature maps
+        ``(N, C, H, W)`` (what a heatmap is made of)."""
+        batch = self._preprocessing.normalised(
+            np.stack([self._preprocessing.resized(image) for image in images])
+        )
+        with self._lock:
+            embedding, features = self._engine.run_with_features(batch)
+            self.images_embedded += len(batch)
+        return np.asarray(embedding, np.float32), np.asarray(features, np.float32)
 
     def embed_batches(
         self,

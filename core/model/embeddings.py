@@ -24,6 +24,7 @@ from core.model.runtimes import kind
 from core.registry import Registry
 from core.registry.models import Embedding
 from core.store import ObjectStore
+from core.vectors import index_of
 
 # Keeps each IN (...) well below SQLite's bound-parameter limit.
 _LOOKUP_CHUNK = 500
@@ -113,8 +114,12 @@ class EmbeddingCache:
             },
             where=~accepted,
         )
+        # The similarity index (core.vectors) takes the same vectors in the same transaction;
+        # opened first, as opening may change the schema, which would wait for this transaction.
+        index = index_of(self.registry)
         with self.registry.session() as session:
             session.execute(statement, rows)
+            index.add(self.backbone.id, sha256s, vectors, session=session)
 
     def vectors(
         self,

@@ -38,15 +38,32 @@ class LinearHead:
         logits: np.ndarray = np.asarray(embeddings, dtype=np.float32) @ self.weight.T + self.bias
         return logits
 
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        """float64 ``(N, n_labels)`` probabilities; each row sums to 1."""
-        logits = self.logits(embeddings).astype(np.float64)
-        if self.n_labels == 2:
+    def probabilities(self, embeddings: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """float64 ``(N, n_labels)`` probabilities; each row sums to 1. A ``temperature``
+        (:mod:`core.model.calibration`) divides the logits first."""
+        logits = self.logits(embeddings).astype(np.float64) / temperature
+        return self.probabilities_of(logits, self.n_labels)
+
+    @staticmethod
+    def probabilities_of(logits: np.ndarray, n_labels: int) -> np.ndarray:
+        """A head's logits ``(N, 1)`` (two labels) or ``(N, n_labels)`` to probabilities."""
+        logits = np.asarray(logits, dtype=np.float64)
+        if n_labels == 2:
             positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
             return np.stack([1.0 - positive, positive], axis=1)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
         return probabilities
+
+    def class_maps(self, features: np.ndarray) -> np.ndarray:
+        """The head applied to each cell of feature maps ``(N, dim, H, W)``: per-label logit
+        maps ``(N, n_labels, H, W)`` (for two labels, ``[-z, z]``: where each label gains).
+        For a CNN whose embedding is the maps' mean, this is the class activation map, and
+        its mean over the cells is the photo's logit (less the bias)."""
+        maps = np.einsum("od,ndhw->nohw", self.weight, np.asarray(features, np.float32))
+        if self.n_labels == 2:
+            maps = np.concatenate([-maps, maps], axis=1)
+        return maps
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {WEIGHT: self.weight, BIAS: self.bias}

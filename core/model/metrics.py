@@ -15,6 +15,9 @@ ECE_BINS = 10
 
 #: The key of a version's metrics that holds its per-epoch history (see :func:`epoch_history`).
 HISTORY_KEY = "epochs"
+#: The key of a version's metrics that holds its calibration's scalars
+#: (:meth:`core.model.calibration.Calibration.summary`); absent for older versions.
+CALIBRATION_KEY = "calibration"
 
 
 @dataclass(frozen=True)

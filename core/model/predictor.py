@@ -10,6 +10,7 @@ Nothing here imports torch: the head is numpy and the backbone runs its exported
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from core.config import Settings
@@ -26,6 +28,7 @@ from core.errors import ModelError, ModelLoading, NoChampion
 from core.model.artifacts import ModelArtifact, load_artifact
 from core.model.backbone import Backbone
 from core.model.backbones import get_backbone
+from core.model.calibration import Calibration
 from core.model.head import LinearHead
 from core.model.versions import champion, champion_id, get_version, summary_of
 from core.registry import ModelVersion, Registry
@@ -39,11 +42,51 @@ REFRESH_INTERVAL_S = 2.0
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A version's head with its own backbone, checked to belong together."""
+    """A version's head with its own backbone, checked to belong together, and what it
+    knows of its own answers (None for a model trained before calibration)."""
 
     info: ModelSummary
     head: LinearHead
     backbone: Backbone
+    calibration: Calibration | None = None
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature if self.calibration is not None else 1.0
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """Calibrated label probabilities ``(N, n_labels)``."""
+        return self.head.probabilities(embeddings, self.temperature)
+
+    def answers(
+        self, embeddings: np.ndarray, unsure_below: float, heatmaps: Sequence[str | None] = ()
+    ) -> list[Prediction]:
+        """One prediction per embedding. ``unsure_below`` stands for a model without its
+        own threshold (trained before calibration; such a model never says out of
+        distribution)."""
+        probabilities = self.probabilities(embeddings)
+        if self.calibration is not None:
+            unsure_below = self.calibration.unsure_below
+            strange = self.calibration.out_of_distribution(embeddings)
+        else:
+            strange = np.zeros(len(embeddings), dtype=bool)
+        labels = self.info.labels
+        predictions = []
+        for index, row in enumerate(probabilities):
+            best = int(row.argmax())
+            predictions.append(
+                Prediction(
+                    label=labels[best],
+                    confidence=float(row[best]),
+                    probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
+                    model_version=self.info.version,
+                    backbone=self.info.backbone,
+                    unsure=bool(row[best] < unsure_below),
+                    out_of_distribution=bool(strange[index]),
+                    heatmap=heatmaps[index] if heatmaps else None,
+                )
+            )
+        return predictions
 
 
 def _canonical(value: Any) -> Any:
@@ -105,28 +148,34 @@ def load_model(settings: Settings, store: ObjectStore, version: ModelVersion) ->
         weights_sha256=artifact.backbone_weights_sha256,
         head=head,
     )
-    return LoadedModel(info=summary_of(version), head=head, backbone=backbone)
+    return LoadedModel(
+        info=summary_of(version), head=head, backbone=backbone, calibration=artifact.calibration
+    )
 
 
 def predict_with(
-    model: LoadedModel, images: Sequence[Image.Image], batch_size: int
+    model: LoadedModel, images: Sequence[Image.Image], batch_size: int, unsure_below: float
 ) -> list[Prediction]:
     embeddings = model.backbone.embed(images, batch_size=batch_size)
-    probabilities = model.head.probabilities(embeddings)
-    labels = model.info.labels
-    predictions = []
-    for row in probabilities:
-        best = int(row.argmax())
-        predictions.append(
-            Prediction(
-                label=labels[best],
-                confidence=float(row[best]),
-                probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
-                model_version=model.info.version,
-                backbone=model.info.backbone,
-            )
-        )
-    return predictions
+    return model.answers(embeddings, unsure_below)
+
+
+def explain_with(
+    model: LoadedModel, images: Sequence[Image.Image], unsure_below: float
+) -> list[Prediction]:
+    """Predictions with a heatmap each (a PNG, base64), from the same backbone pass."""
+    from core.model.explain import heatmap_png
+
+    embeddings, features = model.backbone.embed_with_maps(images)
+    maps = model.head.class_maps(features)
+    best = model.probabilities(embeddings).argmax(axis=1)
+    pictures = [
+        base64.b64encode(
+            heatmap_png(image, maps[index, best[index]], model.backbone.preprocessing_steps)
+        ).decode("ascii")
+        for index, image in enumerate(images)
+    ]
+    return model.answers(embeddings, unsure_below, pictures)
 
 
 class Predictor:
@@ -243,7 +292,14 @@ class Predictor:
         With ``wait=False`` (request handlers) a model still loading raises
         :class:`ModelLoading` instead of being waited for."""
         model = self.ensure_loaded() if wait else self.current()
-        return predict_with(model, images, batch_size or self.settings.embed_batch_size)
+        return predict_with(
+            model, images, batch_size or self.settings.embed_batch_size, self.settings.unsure_below
+        )
+
+    def explain(self, images: Sequence[Image.Image], *, wait: bool = True) -> list[Prediction]:
+        """:meth:`predict` with a heatmap of each photo: where the model saw its label."""
+        model = self.ensure_loaded() if wait else self.current()
+        return explain_with(model, images, self.settings.unsure_below)
 
     @property
     def info(self) -> ModelSummary:

@@ -64,6 +64,16 @@ class Preprocessing:
             image = image.crop((left, top, left + self.size, top + self.size))
         return np.asarray(image, dtype=np.uint8)
 
+    def seen_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The part of a ``width`` x ``height`` photo the network sees, as a PIL box: all of
+        it when squashed, the centre square (of side shorter side * crop_fraction) when
+        cropped. A heatmap covers this box."""
+        if self.resize == "squash":
+            return (0, 0, width, height)
+        side = min(width, height) * self.crop_fraction
+        left, top = (width - side) / 2, (height - side) / 2
+        return (round(left), round(top), round(left + side), round(top + side))
+
     def normalised(self, pixels: np.ndarray) -> np.ndarray:
         """The normalisation step: ``(..., size, size, 3)`` uint8 to ``(..., 3, size, size)``
         float32, the network's input."""

@@ -33,10 +33,17 @@ from core.model.artifacts import (
 )
 from core.model.backbone import Backbone
 from core.model.backbones import ensure_export, get_backbone, resolve_backbone_id
+from core.model.calibration import calibrate
 from core.model.embeddings import EmbeddingCache
 from core.model.exports import probe_photos
 from core.model.fitting import default_trainer, fit_head
-from core.model.metrics import HISTORY_KEY, EpochStats, classification_metrics, flat_metrics
+from core.model.metrics import (
+    CALIBRATION_KEY,
+    HISTORY_KEY,
+    EpochStats,
+    classification_metrics,
+    flat_metrics,
+)
 from core.model.predictor import load_model
 from core.model.tracking import TrainingRun, UntrackedRun, start_run
 from core.model.versions import champion, get_version, set_champion
@@ -251,9 +258,20 @@ def train_model(
             on_epoch=on_epoch,
             trainer=trainer,
         )
-        metrics = classification_metrics(
-            targets[validation], head.probabilities(vectors[validation]), labels
+        calibration = calibrate(
+            head,
+            vectors[train],
+            vectors[validation],
+            targets[validation],
+            seed=settings.split_seed,
         )
+        # Calibrated: the confidences the model will answer with (the labels are the same).
+        metrics = classification_metrics(
+            targets[validation],
+            head.probabilities(vectors[validation], calibration.temperature),
+            labels,
+        )
+        metrics[CALIBRATION_KEY] = calibration.summary()
         run.log_metrics({f"val_{name}": value for name, value in flat_metrics(metrics).items()})
         run.log_dict(metrics, "validation_metrics.json")
         # Kept with the version (artifact and registry row) for the training-curve plots.
@@ -270,6 +288,7 @@ def train_model(
             params=params,
             backbone_weights_sha256=backbone.weights_sha256,
             runtime=backbone.kind,
+            calibration=calibration,
         )
         version_id, key, mlflow_version = _publish(registry, store, run, artifact, actor)
     except BaseException as exc:
@@ -403,4 +422,4 @@ def evaluate_version(
         )
     vectors = _embed(settings, registry, store, model.backbone, photos, progress)
     targets = np.array([labels.index(str(photo.label)) for photo in photos])
-    return classification_metrics(targets, model.head.probabilities(vectors), labels)
+    return classification_metrics(targets, model.probabilities(vectors), labels)

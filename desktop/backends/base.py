@@ -16,12 +16,14 @@ from core.config import Settings
 from core.errors import AuthError, ClassifiError
 from core.wire import (
     AuditRecord,
+    LabelIssue,
     ModelSummary,
     PendingPhoto,
     Prediction,
     RetrainOutcome,
     ReviewAction,
     ReviewDecision,
+    SimilarPhoto,
     Submission,
 )
 
@@ -117,6 +119,28 @@ class Backend(ABC):
         """The newest audit entries first."""
         self.check_admin()
         return self.api.audit_log(limit)
+
+    def similar_pending(self, photo_id: int, limit: int = 20) -> list[SimilarPhoto]:
+        """The pending photos nearest to a pending one, nearest first."""
+        self.check_admin()
+        return self.api.similar(photo_id, limit=limit, pending_only=True)
+
+    def audit_labels(self) -> list[LabelIssue]:
+        """Training photos whose label looks wrong, most suspicious first."""
+        self.check_admin()
+        return self.api.audit_labels()
+
+    def relabel(self, photo_id: int, label: str) -> ReviewDecision:
+        self.check_admin()
+        return self.api.relabel(photo_id, label)
+
+    def remove_from_training(self, photo_id: int) -> ReviewDecision:
+        self.check_admin()
+        return self.api.remove_from_training(photo_id)
+
+    def explain(self, data: bytes) -> Prediction:
+        """A photo's prediction with its heatmap (a PNG, base64)."""
+        return self.api.explain(data)
 
     def versions(self) -> list[ModelSummary]:
         """Every model version, newest first (an edge server shows them to admins only)."""

@@ -4,11 +4,14 @@ cannot take them wait in an :class:`~desktop.outbox.Outbox` and are sent when it
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from pathlib import PurePath
 
 from core.app.remote import RemoteApp
+from core.auth import is_pairing_code
 from core.config import Settings
-from core.errors import AuthError, ClassifiError, TaskFailed
+from core.errors import AuthError, ClassifiError, QuotaExceeded, RateLimited, TaskFailed
 from core.imaging import check_photo
 from core.wire import RetrainOutcome, Submission
 from desktop.backends.base import QUEUED, REMOTE, Backend, Queued
@@ -18,10 +21,41 @@ log = logging.getLogger(__name__)
 
 
 def worth_retrying(error: ClassifiError) -> bool:
-    """A submission the server could not take now (down, or failing: a 5xx) is sent again
-    later; so is one refused for the credentials, which a new API key mends. Any other refusal
-    is about the photo or its label, and sending it again could never succeed."""
-    return error.status >= 500 or isinstance(error, AuthError)
+    """A submission the server could not take now is sent again later: the server is down or
+    failing (a 5xx), asks to slow down (a rate limit), or has as many of this device's photos
+    waiting for review as it takes. So is one refused for the key, which a new key mends: a
+    wrong key must not lose photos. Any other refusal is about the photo or its label, and
+    sending it again could never succeed."""
+    return error.status >= 500 or isinstance(error, AuthError | RateLimited | QuotaExceeded)
+
+
+def usable_key(url: str, secret: str) -> str:
+    """The key to keep for the edge server at ``url``: ``secret`` itself once the server has
+    not refused it, or the key that ``secret``, a pairing code, was traded for. AuthError for
+    a key or code the server refuses. A server that does not answer now is no reason to
+    refuse a key (photos wait in the outbox); a code can only be traded with one that does."""
+    if is_pairing_code(secret):
+        api = RemoteApp(url)
+        try:
+            return api.pair(secret, this_device()).key
+        finally:
+            api.close()
+    api = RemoteApp(url, api_key=secret)
+    try:
+        api.champion()  # a route that checks the key
+    except AuthError:
+        raise
+    except ClassifiError as exc:  # down or busy now: the key is tried again on each call
+        log.info("the key could not be checked now (%s); it is kept", exc.code)
+    finally:
+        api.close()
+    return secret
+
+
+def this_device() -> str:
+    """This computer's name as a device name (what a pairing names its key)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname()).strip("-._")[:48]
+    return name or "desktop"
 
 
 class RemoteBackend(Backend):

@@ -1,8 +1,9 @@
 """The admin page (``/admin``): sign in with the admin token, review pending submissions on a
 phone (approve, correct, reject, undo), and read the audit log.
 
-Signing in checks the token as the REST admin routes do (``App.verify_admin_token``) and is
-rate-limited (:mod:`edge_server.limits`); the session then carries the sign-in. Decisions go
+Signing in checks the token as the REST admin routes do (``App.verify_admin_token``), and its
+refusals are rate-limited with theirs (:mod:`edge_server.limits`); the session then carries
+the sign-in until the token is reset. Decisions go
 through the process's services, acting as the edge admin, like the REST review routes. Each
 action answers with a redirect to the page (post/redirect/get), which says what happened.
 """
@@ -16,6 +17,7 @@ from werkzeug.exceptions import Unauthorized
 from core.errors import AuthError, BadRequest, ClassifiError
 from core.metrics import WebEvent, count_web_event
 from core.wire import ReviewAction, ReviewDecision
+from edge_server.auth import checks_admin_token
 from edge_server.services import current
 from edge_server.web.blueprint import bp, page
 from edge_server.web.security import admin_signed_in, sign_in_admin, sign_out_admin
@@ -61,6 +63,7 @@ def admin_page() -> ResponseReturnValue:
 
 
 @bp.post("/admin/sign-in")
+@checks_admin_token  # refusals count towards the sign-in rate limit
 def sign_in() -> ResponseReturnValue:
     count_web_event(WebEvent.ADMIN_SIGN_IN)
     try:

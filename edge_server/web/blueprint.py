@@ -16,9 +16,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, TooManyReq
 
 from core.errors import AuthError, ClassifiError
 from edge_server import limits
+from edge_server.auth import require_device
 from edge_server.services import current
 from edge_server.uploads import body_limit
-from edge_server.web.security import check_csrf, csrf_token, forget_api_key
+from edge_server.web.security import check_csrf, csrf_token, forget_api_key, sent_api_key
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ bp = Blueprint(
 FRAGMENT_HEADER = "X-Page-Fragment"
 #: The endpoint whose form may carry several photos (the others carry one at most).
 SEVERAL_PHOTOS = "web.classify"
+#: The forms that classify or submit: they need a device key where the REST routes do.
+KEYED = ("web.classify", "web.propose")
 
 # Scripts, styles and images from this server only (previews are blob: URLs, heatmaps data:);
 # forms post only here; no other site may frame the page.
@@ -60,6 +63,8 @@ def guard_posts() -> None:
         settings = current().settings
         request.max_content_length = body_limit(settings, settings.max_batch_files)
     check_csrf()
+    if request.endpoint in KEYED:  # before the view, where the rate limit per key counts it
+        require_device(sent_api_key())
 
 
 @bp.after_request
@@ -117,7 +122,9 @@ def too_large(_error: RequestEntityTooLarge) -> Any:
 def too_many(_error: TooManyRequests) -> Any:
     wait = limits.retry_after_s()
     message = f"Too many attempts from this address. Wait {wait} seconds, then try again."
-    return _message("Please wait", message, 429)
+    response = make_response(_message("Please wait", message, 429))
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 @bp.errorhandler(HTTPException)

@@ -1,8 +1,8 @@
 """The photo page (``/``): take or pick photos, see each one's label, propose a better one.
 
-The routes call the same helpers as the REST routes: the API-key rule of
-:func:`edge_server.auth.check_api_key` (the key typed into the page or kept in its cookie),
-and the process's services for classifying and submitting.
+The routes follow the REST routes' key rule (:func:`edge_server.auth.require_device`, on the
+key typed into the page or kept in its cookie, checked before the view by the blueprint) and
+call the process's services for classifying and submitting.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any
 from flask import make_response, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
-from core.config import Settings
 from core.errors import BadRequest, ClassifiError
 from core.metrics import WebEvent, count_web_event
 from core.wire import Prediction, Submission
-from edge_server.auth import api_keys_required, check_api_key
+from edge_server.auth import keys_required, request_device
 from edge_server.services import current
 from edge_server.uploads import Upload, many_photos, one_photo
 from edge_server.web.blueprint import bp, page
@@ -27,7 +26,6 @@ from edge_server.web.security import (
     API_KEY_FIELD,
     forget_api_key,
     remember_api_key,
-    sent_api_key,
 )
 
 PHOTOS_FIELD = "photos"
@@ -47,23 +45,16 @@ class PhotoResult:
     heatmap: str | None = None  # a data: URL
 
     @classmethod
-    def of(
-        cls, index: int, upload: Upload, result: Prediction | ClassifiError, settings: Settings
-    ) -> PhotoResult:
+    def of(cls, index: int, upload: Upload, result: Prediction | ClassifiError) -> PhotoResult:
         if not isinstance(result, Prediction):
             return cls(index, upload.filename, error=str(result))
-        # The model-quality work adds a calibrated verdict, an out-of-distribution flag and a
-        # heatmap to Prediction: shown when present, the fixed threshold until then.
-        unsure = getattr(result, "unsure", None)
-        if unsure is None:
-            unsure = result.confidence < settings.unsure_below
         return cls(
             index,
             upload.filename,
             prediction=result,
-            unsure=bool(unsure),
-            out_of_distribution=bool(getattr(result, "out_of_distribution", False)),
-            heatmap=_image_url(getattr(result, "heatmap", None)),
+            unsure=result.unsure,
+            out_of_distribution=result.out_of_distribution,
+            heatmap=_image_url(result.heatmap),
         )
 
 
@@ -79,22 +70,20 @@ def _image_url(image: object) -> str | None:
 def key_context() -> dict[str, Any]:
     """Whether the page must ask for an API key, and whether this browser has one saved."""
     return {
-        "key_needed": api_keys_required(current().settings),
+        "key_needed": keys_required(current().settings),
         "key_saved": API_KEY_COOKIE in request.cookies,
     }
 
 
-def require_key() -> str | None:
-    """The REST routes' API-key rule on the key this page sent; the key, to remember."""
-    sent = sent_api_key()
-    check_api_key(current().settings, sent)
+def typed_key() -> str | None:
+    """The key typed into this form (already accepted), for the browser to remember."""
     return request.form.get(API_KEY_FIELD, "").strip() or None
 
 
-def _with_key(answer: Any, typed_key: str | None) -> ResponseReturnValue:
+def _with_key(answer: Any, key: str | None) -> ResponseReturnValue:
     response = make_response(answer)
-    if typed_key is not None:
-        remember_api_key(response, typed_key)
+    if key is not None:
+        remember_api_key(response, key)
     return response
 
 
@@ -116,25 +105,23 @@ def photo_page() -> ResponseReturnValue:
 @bp.post("/classify")
 def classify() -> ResponseReturnValue:
     count_web_event(WebEvent.PREDICT)
-    typed_key = require_key()
     services = current()
     names = _chosen(PHOTOS_FIELD)  # the camera's input and the gallery's share the field
     sent = many_photos(services.settings, PHOTOS_FIELD)
     uploads = [upload for upload, name in zip(sent, names, strict=True) if name]
     answers = services.classify_many([upload.data for upload in uploads])
     results = [
-        PhotoResult.of(index, upload, answer, services.settings)
+        PhotoResult.of(index, upload, answer)
         for index, (upload, answer) in enumerate(zip(uploads, answers, strict=True))
     ]
     answer = page("page.html", "_results.html", results=results, **key_context())
-    return _with_key(answer, typed_key)
+    return _with_key(answer, typed_key())
 
 
 @bp.post("/propose")
 def propose() -> ResponseReturnValue:
     """That's wrong: the photo goes for review with the label proposed."""
     count_web_event(WebEvent.PROPOSE_LABEL)
-    typed_key = require_key()
     services = current()
     label = request.form.get("label", "")
     if label not in services.settings.labels:
@@ -145,7 +132,7 @@ def propose() -> ResponseReturnValue:
     _chosen(PHOTO_FIELD)
     upload = one_photo(services.settings, PHOTO_FIELD)
     submission: Submission = services.submit(
-        upload.data, label, source=f"web:{upload.filename}"[:512]
+        upload.data, label, source=f"web:{upload.filename}"[:512], submitted_by=request_device()
     )
     answer = page(
         "proposed.html",
@@ -155,7 +142,7 @@ def propose() -> ResponseReturnValue:
         filename=upload.filename,
         **key_context(),
     )
-    return _with_key(answer, typed_key)
+    return _with_key(answer, typed_key())
 
 
 @bp.post("/forget-key")

@@ -1,6 +1,7 @@
 """What keeps the web page's forms and sessions safe.
 
-- The session (a signed cookie: the CSRF token and, once signed in, the admin flag) is
+- The session (a signed cookie: the CSRF token and, once signed in, the fingerprint of the
+  admin token it was opened with, so that resetting the token signs every session out) is
   ``HttpOnly``, ``SameSite=Strict``, and ``Secure`` whenever the request came over TLS.
 - Every POST carries the session's CSRF token in a form field; it is compared in constant
   time, and a form without it is refused before its view runs.
@@ -76,9 +77,10 @@ def check_csrf() -> None:
 
 
 def sign_in_admin() -> None:
-    """A fresh session (new CSRF token) for the admin: nothing from before carries over."""
+    """A fresh session (new CSRF token) for the admin: nothing from before carries over. It
+    keeps the fingerprint of the admin token it was opened with: resetting the token ends it."""
     session.clear()
-    session[_ADMIN_KEY] = True
+    session[_ADMIN_KEY] = current().app.admin_token_fingerprint()
     session.permanent = True
     csrf_token()
 
@@ -88,7 +90,12 @@ def sign_out_admin() -> None:
 
 
 def admin_signed_in() -> bool:
-    return session.get(_ADMIN_KEY) is True
+    """Signed in, with the admin token that is still the current one."""
+    opened_with = session.get(_ADMIN_KEY)
+    if not isinstance(opened_with, str):
+        return False
+    current_token = current().app.admin_token_fingerprint() or ""
+    return hmac.compare_digest(opened_with.encode(), current_token.encode())
 
 
 def remember_api_key(response: Response, key: str) -> None:

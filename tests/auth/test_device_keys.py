@@ -15,7 +15,7 @@ from core.auth import (
     list_device_keys,
     revoke_device_key,
 )
-from core.errors import AuthError, Conflict, NotFound
+from core.errors import AuthError, BadRequest, Conflict, NotFound
 from core.registry import Registry
 from core.registry.models import Credential
 
@@ -58,5 +58,5 @@ def test_missing_or_made_up_keys_are_refused(registry: Registry, key: str | None
 
 @pytest.mark.parametrize("name", ["", "has space", "../etc", "x" * 49, "-leading"])
 def test_device_names_are_short_plain_words(registry: Registry, name: str) -> None:
-    with pytest.raises(AuthError, match="Device name"):
+    with pytest.raises(BadRequest, match="Device name"):
         create_device_key(registry, name)

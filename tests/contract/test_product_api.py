@@ -37,7 +37,8 @@ from core.errors import (
 from core.wire import ModelState, Prediction, ReviewAction, WireModel
 from edge_server.services import ACTOR
 from tests.contract.conftest import truncated, variant
-from tests.edge.conftest import copy_home, edge_settings, start_server
+from tests.edge.conftest import copy_home, start_server
+from tests.homes import edge_settings
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from desktop.models_view import open_models_window
 from desktop.results import RowState
 from desktop.sign_in import PasswordDialog
 from tests.desktop.conftest import drop, retrain_now, submit, worker_on
-from tests.edge.conftest import LiveServer, copy_home, start_server
+from tests.edge.conftest import LiveServer, PortTaken, copy_home, start_server
 from tests.services import free_port
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -200,7 +200,13 @@ def test_submissions_wait_while_the_server_is_down_and_sync_when_it_is_up(
     window.refresh_sync()
     assert window.sync_label.text() == "2 waiting to sync"
 
-    server = start_server(copy_home(trained_home, tmp_path / "server" / "home"), port=port)
+    home = copy_home(trained_home, tmp_path / "server" / "home")
+    try:
+        server = start_server(home, port=port)
+    except PortTaken:  # another process took the port meanwhile: the server moves, as a user's
+        server = start_server(home)  # would, and the desktop follows it (same outbox)
+        backend = RemoteBackend(settings, server.url)
+        window.switch_backend(backend)
     try:
         window.sync_now()  # what the window's timer does every 30 s
         qtbot.waitUntil(lambda: backend.waiting_to_sync() == 0, timeout=60_000)

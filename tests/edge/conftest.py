@@ -109,6 +109,8 @@ class LiveServer:
     home: Path
     token: str
     log: Path
+    #: The key a first start off loopback printed for "first-device", if it made one.
+    device_key: str | None = None
 
     def stop(self) -> None:
         """Stop the server and its workers: the whole process group it was started in.
@@ -126,26 +128,44 @@ class LiveServer:
             self.process.wait()
 
 
+class PortTaken(RuntimeError):
+    """Another process bound the port between choosing it and the server's start."""
+
+
+def on_a_port(start: Callable[[int], LiveServer], port: int | None = None) -> LiveServer:
+    """``start(port)``; without ``port`` on a free one, chosen again if another process took
+    it before the server bound it. With ``port`` a taken port raises :class:`PortTaken`."""
+    for _ in range(3 if port is None else 1):
+        try:
+            return start(port or free_port())
+        except PortTaken:
+            if port is not None:
+                raise
+    raise PortTaken("three free ports in a row were taken before the server bound them")
+
+
 def start_server(
     home: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
 ) -> LiveServer:
-    """``classifi serve`` in a subprocess on 127.0.0.1, waited on until it is ready.
+    """``classifi serve`` in a subprocess on 127.0.0.1 (see :func:`on_a_port`), waited on
+    until it is ready."""
 
-    Without ``port`` it listens on a free port; with ``port=8000`` it is given no --port, so
-    the default is what gets tested.
-    """
-    port_args = ["--port", str(port or free_port())] if port != 8000 else []
-    port = port or int(port_args[1])
-    return launch(home, [str(CLASSIFI), "serve", *port_args, *args], port, env)
+    def start(chosen: int) -> LiveServer:
+        return launch(home, [str(CLASSIFI), "serve", "--port", str(chosen), *args], chosen, env)
+
+    return on_a_port(start, port)
 
 
 def start_gunicorn(
     home: Path, *args: str, env: dict[str, str] | None = None, wait_for: str = "/health/ready"
 ) -> LiveServer:
     """A plain ``gunicorn "edge_server.wsgi:create_app()"``, settings from the environment."""
-    port = free_port()
-    command = [str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--no-control-socket", *args]
-    return launch(home, [*command, "edge_server.wsgi:create_app()"], port, env, wait_for)
+
+    def start(port: int) -> LiveServer:
+        command = [str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--no-control-socket", *args]
+        return launch(home, [*command, "edge_server.wsgi:create_app()"], port, env, wait_for)
+
+    return on_a_port(start)
 
 
 def launch(
@@ -183,7 +203,10 @@ def launch(
     deadline = time.monotonic() + 300  # workers import torch and load the model
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{log.read_text()}")
+            said = log.read_text()
+            if "Connection in use" in said:
+                raise PortTaken(f"port {port} was taken:\n{said}")
+            raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{said}")
         try:
             if requests.get(url + wait_for, timeout=5).status_code == 200:
                 break
@@ -194,9 +217,18 @@ def launch(
             raise TimeoutError(f"{command[0]} was not ready in 300 s:\n{log.read_text()}")
         time.sleep(0.2)
     printed = out.read_text().splitlines()
-    announced = [i for i, line in enumerate(printed) if "shown only this once" in line]
-    assert len(announced) == 1, printed  # one token, however many workers started
-    return LiveServer(url, process, home, printed[announced[0] + 1].strip(), log)
+    token = announced(printed, "A new admin token was generated")
+    assert token is not None, printed  # every home served here is new to serving
+    return LiveServer(
+        url, process, home, token, log, device_key=announced(printed, "A device key for")
+    )
+
+
+def announced(printed: list[str], notice: str) -> str | None:
+    """The secret printed under ``notice``: at most once, however many workers started."""
+    lines = [index for index, line in enumerate(printed) if line.startswith(notice)]
+    assert len(lines) <= 1, printed
+    return printed[lines[0] + 1].strip() if lines else None
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -16,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.edge.conftest import LiveServer, copy_home, photo_name, start_gunicorn, start_server
+from tests.edge.conftest import LiveServer, copy_home, start_gunicorn, start_server
+from tests.homes import photo_name
 from tests.services import unavailable
 
 pytestmark = pytest.mark.slow
@@ -46,14 +47,21 @@ def metric(text: str, name: str, **labels: str) -> float:
 def default_server(
     tmp_path_factory: pytest.TempPathFactory, edge_home: Path
 ) -> Iterator[LiveServer]:
-    """``classifi serve --workers 2`` on the default address, 127.0.0.1:8000."""
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 8000)) == 0:
-            unavailable("port 8000 is taken; the seed's curl command needs it")
+    """``classifi serve --workers 2`` on a free port of 127.0.0.1."""
     home = copy_home(edge_home, tmp_path_factory.mktemp("default") / "home")
-    server = start_server(home, "--workers", "2", port=8000)
+    server = start_server(home, "--workers", "2")
     yield server
     server.stop()
+
+
+def on_port_of(server: LiveServer, command: str) -> str:
+    """The seed's command, verbatim but for the port: the test's server listens on its own."""
+    assert "http://localhost:8000/" in command
+    return command.replace("http://localhost:8000/", f"http://localhost:{port_of(server)}/")
+
+
+def port_of(server: LiveServer) -> int:
+    return int(server.url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +92,17 @@ def test_seed_curl_commands_verbatim(
     if shutil.which("curl") is None:
         unavailable("the curl binary is not installed")
     image = dataset_photos["dandelion"][0]
-    command = SEED_CURL.replace("/path/to/your/image.jpg", str(image))
+    command = on_port_of(default_server, SEED_CURL).replace("/path/to/your/image.jpg", str(image))
     answer = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
     assert '"prediction":"dandelion"' in answer.stdout.replace(" ", "")
 
     shutil.copy(dataset_photos["grass"][0], tmp_path / "photo.jpg")  # a temp copy, not the repo
     answer = subprocess.run(
-        ["bash", "-c", DESIGN_CURL], cwd=tmp_path, capture_output=True, text=True, check=True
+        ["bash", "-c", on_port_of(default_server, DESIGN_CURL)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert '"prediction":"grass"' in answer.stdout.replace(" ", "")
 
@@ -137,7 +149,7 @@ def test_metrics_are_exact_across_two_workers(
         return requests.get(f"{live_server.url}/metrics", timeout=30).text
 
     photos = all_photos(dataset_photos)[:60]
-    before = scrape()
+    before, before_by_worker = scrape(), predictions_by_worker(live_server)
 
     def send(path: Path) -> int:
         response = requests.post(
@@ -147,7 +159,7 @@ def test_metrics_are_exact_across_two_workers(
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         assert set(pool.map(send, photos)) == {200}
-    after = scrape()
+    after, after_by_worker = scrape(), predictions_by_worker(live_server)
 
     def delta(name: str, **labels: str) -> float:
         return metric(after, name, **labels) - metric(before, name, **labels)
@@ -166,10 +178,28 @@ def test_metrics_are_exact_across_two_workers(
     )
     assert metric(after, "classifi_model_info", backbone="efficientnet_lite0", version="1") == 1
 
-    # Both workers wrote their own counter file, beside each other in a directory named after
-    # their master: the sums above merged two processes.
+    # These requests reached both workers: each counted some in its own file, and the files'
+    # counts add up to the merged figure above.
+    served = {
+        worker: count - before_by_worker.get(worker, 0.0)
+        for worker, count in after_by_worker.items()
+    }
+    assert len([count for count in served.values() if count > 0]) == 2, served
+    assert sum(served.values()) == n
+
+
+def predictions_by_worker(live_server: LiveServer) -> dict[str, float]:
+    """The 200s of ``POST /predict`` in each worker's own counter file (one per process), in
+    the directory named after their master."""
     shared = live_server.home.parent / "tmp" / f"classifi-metrics-{live_server.process.pid}"
-    assert len(list(shared.glob("counter_*.db"))) >= 2
+    wanted = {"method": "POST", "route": "/predict", "status": "200"}
+    counts = {}
+    for path in shared.glob("counter_*.db"):
+        for family in MultiProcessCollector.merge([str(path)], accumulate=True):
+            for sample in family.samples:
+                if sample.name == "classifi_http_requests_total" and sample.labels == wanted:
+                    counts[path.name] = sample.value
+    return counts
 
 
 def test_a_plain_gunicorn_serves_predict_and_makes_the_admin_token(
@@ -193,6 +223,7 @@ def test_champion_swap_under_load_fails_no_request(
     photos = all_photos(dataset_photos)
     url = default_server.url
     promoted = threading.Event()
+    loaded = threading.Barrier(17)  # the 16 clients, once each has an answer, and this test
     swapped_answers = threading.Semaphore(0)
     stop = threading.Event()
 
@@ -205,6 +236,8 @@ def test_champion_swap_under_load_fails_no_request(
                 f"{url}/predict", files={"file": (path.name, path.read_bytes())}
             )
             answers.append((photo_name(path), response.status_code, response.json()))
+            if len(answers) == 1:
+                loaded.wait(timeout=120)
             if promoted.is_set() and response.json().get("model_version") == 2:
                 swapped_answers.release()
             position += 16
@@ -212,7 +245,7 @@ def test_champion_swap_under_load_fails_no_request(
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = [pool.submit(client, index) for index in range(16)]
-        time.sleep(1.5)
+        loaded.wait(timeout=120)  # every client is sending: the load is on
         response = requests.post(
             f"{url}/admin/models/2/promote",
             headers={"Authorization": f"Bearer {default_server.token}"},

@@ -119,6 +119,8 @@ def test_every_success_answer_matches_its_schema(
     assert queued.status_code == 202
     task = queued.get_json()["task_id"]
     assert client.get(f"/admin/retrain/{task}", headers=admin).status_code == 200
+    code = edge.services.app.create_pairing_code().code
+    assert client.post("/pair", json={"code": code, "device": "tablet"}).status_code == 201
 
     successes = {
         (path, method.upper(), int(status))

@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from core.errors import NoChampion
 from edge_server.app import create_app
 from edge_server.services import Services
-from tests.edge.conftest import EdgeApp, documented, edge_settings, photo_name
+from tests.edge.conftest import EdgeApp, documented
+from tests.homes import edge_settings, photo_name
 
 pytestmark = pytest.mark.slow
 
@@ -27,21 +28,36 @@ def upload(path: Path, field: str = "file") -> dict[str, object]:
 
 
 def test_the_error_shape_is_one_and_the_same(client: FlaskClient) -> None:
-    for response in (
-        client.get("/no/such/route"),
-        client.get("/predict"),
-        client.post("/predict", data=b"text", content_type="text/plain"),
-        client.get("/models"),
-    ):
-        body = response.get_json()
-        assert response.status_code in (401, 404, 405, 415)
-        assert list(body) == ["error"] and list(body["error"]) == ["code", "message"]
-    assert client.get("/no/such/route").get_json() == {
-        "error": {
-            "code": "not_found",
-            "message": client.get("/no/such/route").get_json()["error"]["message"],
-        }
+    """Werkzeug's errors and the project's answer alike, each with the message that says what
+    went wrong (the text itself, not a second answer compared with the first)."""
+    expected = {
+        ("GET", "/no/such/route"): (
+            404,
+            "not_found",
+            "The requested URL was not found on the server. If you entered the URL manually "
+            "please check your spelling and try again.",
+        ),
+        ("GET", "/predict"): (
+            405,
+            "method_not_allowed",
+            "The method is not allowed for the requested URL.",
+        ),
+        ("POST", "/predict"): (
+            415,
+            "unsupported_type",
+            "Send the photo as multipart field 'file' or as a raw body with an image content "
+            "type, not 'text/plain'.",
+        ),
+        ("GET", "/models"): (
+            401,
+            "auth_error",
+            "Credentials are missing: send them in the Authorization header.",
+        ),
     }
+    for (method, path), (status, code, message) in expected.items():
+        response = client.open(path, method=method, data=b"text", content_type="text/plain")
+        assert response.status_code == status, path
+        assert response.get_json() == {"error": {"code": code, "message": message}}, path
 
 
 def test_predict_multipart_and_raw_body(
@@ -325,11 +341,15 @@ def test_every_admin_route_needs_the_token(edge: EdgeApp) -> None:
         and not rule.endpoint.startswith("web.")  # the admin web page signs in with a session
     ]
     assert len(admin_rules) == 11
-    for rule in admin_rules:
+    for number, rule in enumerate(admin_rules):
         path = re.sub(r"<[^>]+>", "1", rule.rule)
         method = "POST" if "POST" in (rule.methods or ()) else "GET"
+        # Each rule from an address of its own: refused tokens are rate-limited per address.
+        address = {"REMOTE_ADDR": f"192.0.2.{number + 1}"}
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": edge.token}):
-            response = client.open(path, method=method, headers=headers, json={})
+            response = client.open(
+                path, method=method, headers=headers, json={}, environ_base=address
+            )
             assert response.status_code == 401, (path, headers)
             assert response.headers["WWW-Authenticate"] == "Bearer"
 

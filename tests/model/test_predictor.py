@@ -112,8 +112,11 @@ def test_predictions_use_the_preprocessing_of_training(trained: TrainedSystem) -
     cached = EmbeddingCache(trained.registry, trained.store, backbone, batch_size=8).cached(
         photo.sha256 for photo in photos
     )
-    head = load_artifact(trained.store.get(trained.first.object_key)).head()
-    expected = head.probabilities(np.stack([cached[photo.sha256] for photo in photos]))
+    artifact = load_artifact(trained.store.get(trained.first.object_key))
+    assert artifact.calibration is not None
+    expected = artifact.head().probabilities(
+        np.stack([cached[photo.sha256] for photo in photos]), artifact.calibration.temperature
+    )
     got = np.array([[p.probabilities["dandelion"], p.probabilities["grass"]] for p in predictions])
     np.testing.assert_allclose(got, expected, atol=1e-5)
 

@@ -276,6 +276,7 @@ def test_a_320_px_screen_has_no_sideways_scroll_and_big_labelled_controls(
     if path == "/":
         page.get_by_label("Or choose photos").set_input_files(photo(dataset_dir, "dandelion", 1))
         page.locator("article.result .verdict").first.wait_for()
+    page.wait_for_load_state("load")  # the style sheet applied: a busy server sends it late
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 320, f"{path} is {width} px wide"
     report = page.evaluate(

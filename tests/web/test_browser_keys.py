@@ -47,12 +47,12 @@ def test_the_script_asks_once_keeps_the_key_in_local_storage_and_forgets_a_wrong
         key = page.get_by_label("This server asks for a key")
         expect(key).to_be_visible()
         choose(page, dataset_dir)
-        expect(page.locator(".message")).to_contain_text("An API key is required")
+        expect(page.locator(".message")).to_contain_text("A device key is required")
         expect(key).to_be_focused()
 
         key.fill("wrong-key")
         choose(page, dataset_dir)
-        expect(page.locator(".message").first).to_contain_text("The API key is wrong")
+        expect(page.locator(".message").first).to_contain_text("The device key is wrong")
         assert page.evaluate(f"localStorage.getItem('{KEY_STORE}')") is None
 
         key.fill(KEY)
@@ -90,6 +90,6 @@ def test_without_javascript_a_cookie_keeps_the_key(
         page.get_by_role("button", name="Forget the saved API key").click()
         choose(page, dataset_dir)
         page.get_by_role("button", name="Classify").click()
-        expect(page.locator(".message")).to_contain_text("An API key is required")
+        expect(page.locator(".message")).to_contain_text("A device key is required")
     finally:
         page.context.close()

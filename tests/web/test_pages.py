@@ -57,7 +57,7 @@ def test_off_loopback_the_page_asks_for_the_key_once_and_keeps_it(
 
     refused = client.post("/classify", data=form_with(client, photos=photo_field(data)))
     assert refused.status_code == 401
-    assert "An API key is required" in refused.text and "<html" in refused.text
+    assert "A device key is required" in refused.text and "<html" in refused.text
 
     typed = client.post(
         "/classify", data=form_with(client, photos=photo_field(data), api_key="phone-key")
@@ -73,7 +73,7 @@ def test_off_loopback_the_page_asks_for_the_key_once_and_keeps_it(
     wrong = client.post(
         "/classify", data=form_with(client, photos=photo_field(data), api_key="guess")
     )
-    assert wrong.status_code == 401 and "The API key is wrong" in wrong.text
+    assert wrong.status_code == 401 and "The device key is wrong" in wrong.text
     (forgotten,) = set_cookie_headers(wrong, "classifi_api_key")
     assert "Max-Age=0" in forgotten or "Expires=Thu, 01 Jan 1970" in forgotten
     assert (
@@ -242,15 +242,9 @@ def test_web_events_are_a_fixed_vocabulary_on_the_dashboard(
 def test_model_quality_answers_show_when_a_prediction_has_them(
     make_web_app: Callable[..., EdgeApp],
 ) -> None:
-    """Out of distribution, a calibrated verdict and a heatmap: rendered once Prediction has them."""
-
-    class Richer(Prediction):
-        out_of_distribution: bool
-        unsure: bool
-        heatmap: str
-
+    """Out of distribution, the calibrated verdict and a heatmap are rendered."""
     edge = make_web_app()
-    answer = Richer(
+    answer = Prediction(
         label="grass",
         confidence=0.95,
         probabilities={"dandelion": 0.05, "grass": 0.95},
@@ -260,7 +254,7 @@ def test_model_quality_answers_show_when_a_prediction_has_them(
         unsure=True,
         heatmap="iVBORw0KGgo=",
     )
-    result = PhotoResult.of(0, Upload("gnome.jpg", b""), answer, edge.settings)
+    result = PhotoResult.of(0, Upload("gnome.jpg", b""), answer)
     assert result.out_of_distribution and result.unsure
     assert result.heatmap == "data:image/png;base64,iVBORw0KGgo="
     today = Prediction(
@@ -269,8 +263,10 @@ def test_model_quality_answers_show_when_a_prediction_has_them(
         probabilities={"dandelion": 0.6, "grass": 0.4},
         model_version=1,
         backbone="efficientnet_lite0",
+        unsure=True,
+        out_of_distribution=False,
     )
-    plain = PhotoResult.of(1, Upload("a.jpg", b""), today, edge.settings)
+    plain = PhotoResult.of(1, Upload("a.jpg", b""), today)
     assert plain.unsure and not plain.out_of_distribution and plain.heatmap is None
     with edge.app.test_request_context("/"):
         from flask import render_template
@@ -280,4 +276,4 @@ def test_model_quality_answers_show_when_a_prediction_has_them(
         )
     assert "This does not look like a photo of dandelion or grass." in html
     assert 'src="data:image/png;base64,iVBORw0KGgo="' in html
-    assert "Unsure: the model is not confident" in html  # below settings.unsure_below
+    assert "Unsure: the model is not confident" in html

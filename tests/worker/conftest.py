@@ -4,6 +4,7 @@ start real ``classifi worker`` processes."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,8 @@ def start_worker(home: Path, log: Path, **settings: str) -> subprocess.Popen[byt
             "CLASSIFI_HOME": str(home),
             "CLASSIFI_BACKBONE": "efficientnet_lite0",
             "CLASSIFI_RETRAIN_SCHEDULE": NEVER,
+            # Off unless a test asks: two workers on one machine cannot share a port.
+            "CLASSIFI_WORKER_METRICS_PORT": "0",
             **{f"CLASSIFI_{key.upper()}": value for key, value in settings.items()},
         }
     )
@@ -62,3 +65,10 @@ def run_next_task(tasks: WorkerTasks) -> object:
     task = tasks.huey.dequeue()
     assert task is not None, "no task was queued"
     return tasks.huey.execute(task)
+
+
+def signal_handlers_installed(pid: int) -> bool:
+    """The consumer catches SIGTERM once it has installed its handlers (Python does not)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))[7:], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))

@@ -18,7 +18,7 @@ from core.model.versions import list_versions
 from core.registry import Photo, PhotoStatus
 from tests.installation import System
 from tests.loop.conftest import submit_and_approve
-from tests.worker.conftest import poll, start_worker
+from tests.worker.conftest import poll, signal_handlers_installed, start_worker
 from worker.huey_app import create_huey, parse_cron
 from worker.tasks import STOOD_DOWN, build_tasks, enqueue_retrain, ingest_sources, task_result
 
@@ -154,13 +154,6 @@ def test_two_workers_on_one_redis_retrain_once(make_system, redis_url: str, tmp_
     assert stood_down == [False, True], results
     assert len(list_versions(system.registry)) == 2  # the champion and one candidate
     assert codes == [0, 0], [log.read_text()[-2000:] for log in logs]
-
-
-def signal_handlers_installed(pid: int) -> bool:
-    """The consumer catches SIGTERM once it has installed its handlers (Python does not)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))[7:], 16)
-    return bool(caught & (1 << (signal.SIGTERM - 1)))
 
 
 @pytest.mark.slow

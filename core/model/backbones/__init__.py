@@ -1,5 +1,8 @@
 """The backbones, chosen from a table by id, one module per backbone (as frigate chooses its
-detectors): DINOv2 ViT-S/14 (the specification's choice) and EfficientNet-Lite0 (offline).
+detectors): DINOv2 ViT-S/14 (the specification's choice), EfficientNet-Lite0 (offline, the
+default without DINOv2's weights) and EfficientNet-Lite2 (offline, 260 px: chosen by name;
+bench/accuracy.py found it no more accurate than Lite0 on the shared photos and three times
+slower).
 
 Each module offers ``ID``, ``DIM``, ``PREPROCESSING``, ``weights_file(settings)`` and
 ``network(settings)`` (the torch network, for the exporter and the torch runtime); none
@@ -32,6 +35,7 @@ from core.model.head import LinearHead
 from core.model.runtimes import Network, installed, runtime_module
 from core.model.runtimes.files import (
     EXPORT_COMMAND,
+    LEGACY_EXPORTERS,
     Export,
     atomic_write,
     export_backbone,
@@ -49,12 +53,14 @@ log = logging.getLogger(__name__)
 
 DINOV2 = "dinov2_vits14"
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
+EFFICIENTNET_LITE2 = "efficientnet_lite2"
 AUTO = "auto"
 
 #: id -> the module that builds it.
 BACKBONES = {
     DINOV2: "core.model.backbones.dinov2",
     EFFICIENTNET_LITE0: "core.model.backbones.efficientnet_lite0",
+    EFFICIENTNET_LITE2: "core.model.backbones.efficientnet_lite2",
 }
 BACKBONE_IDS = tuple(BACKBONES)
 
@@ -124,7 +130,7 @@ def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
 ProbePhotos = Callable[[], Sequence[Image.Image]]
 
 _exports: dict[str, Export] = {}  # key -> an export this process made or found
-_selections: dict[tuple[str, str, int | None], Selection] = {}
+_selections: dict[tuple[str, str, int | None, str], Selection] = {}
 _built: dict[tuple[str, str, int | None], Backbone] = {}
 _built_lock = threading.RLock()
 
@@ -157,6 +163,8 @@ def ensure_export(
         if found is None and key in _exports and _exports[key].sidecar.is_file():
             _copy_export(_exports[key], writable_dir(settings))
             found = find_export(settings, module.ID, key)  # verified, as any found file
+        if found is None and not installed("torch"):
+            found = _legacy_export(settings, module, wanted)
         if found is None:
             if not installed("torch"):
                 raise missing_export_error(settings, module.ID, key)
@@ -171,13 +179,37 @@ def ensure_export(
         return found
 
 
+def _legacy_export(settings: Settings, module: ModuleType, weights_sha256: str) -> Export | None:
+    """A file of an earlier export procedure with the same network (the same embeddings, no
+    feature map), for a home exported before heatmaps where torch cannot export anew."""
+    for exporter in LEGACY_EXPORTERS:
+        key = export_key(module.ID, weights_sha256, module.PREPROCESSING, exporter)
+        found = find_export(settings, module.ID, key)
+        if found is not None:
+            log.warning(
+                "%s: using %s, exported before heatmaps; `%s` where torch is installed "
+                "makes the current file",
+                module.ID,
+                found.onnx,
+                EXPORT_COMMAND,
+            )
+            return found
+    return None
+
+
 def runtime_selection(
     backbone_id: str, settings: Settings, *, weights_sha256: str | None = None
 ) -> Selection:
     """The measured runtimes of ``backbone_id`` on this machine (measured on first use)."""
     export = ensure_export(backbone_id, settings, weights_sha256=weights_sha256)
     with _built_lock:
-        cache_key = (export.key, settings.runtime, settings.inference_threads)
+        # Per home too: each home keeps its own measurement (a process may open several).
+        cache_key = (
+            export.key,
+            settings.runtime,
+            settings.inference_threads,
+            str(writable_dir(settings)),
+        )
         if cache_key not in _selections:
             _selections[cache_key] = select(network_of(export, settings), export)
         return _selections[cache_key]

@@ -47,7 +47,8 @@ def timm_network() -> nn.Module:
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
-    """Map the package's EfficientNet-PyTorch keys onto timm's, tensor by tensor, strictly.
+    """Map the package's EfficientNet-PyTorch keys onto timm's, tensor by tensor, strictly
+    (the Lite2 package has the same layout: :mod:`core.model.backbones.efficientnet_lite2`).
 
     Both list the same tensors in the same order under other names; every pair must agree
     in shape and kind (weight, bias, running_mean...), or loading fails.
@@ -59,7 +60,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     target = model.state_dict()
     if len(source) != len(target):
         raise ModelError(
-            f"{path} has {len(source)} tensors, timm's efficientnet_lite0 {len(target)}."
+            f"{path} has {len(source)} tensors, timm's {type(model).__name__} {len(target)}."
         )
     mapped = {}
     for (src_name, tensor), (dst_name, expected) in zip(

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from core.config import Settings
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelError
 
 TORCH, ONNXRUNTIME, OPENVINO = "torch", "onnxruntime", "openvino"
 AUTO = "auto"
@@ -50,6 +50,18 @@ class Engine(Protocol):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """An NCHW float32 batch to float32 embeddings ``(N, dim)``."""
+
+    def run_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The embeddings and, from the same pass, the last feature map ``(N, C, H, W)``
+        (:mod:`core.model.runtimes.feature_map`); ModelError for a file exported without it."""
+
+
+def no_feature_map(network_file: Path) -> ModelError:
+    return ModelError(
+        f"{network_file} was exported before heatmaps and has no feature map: run "
+        "`classifi export --format runtimes` where torch is installed (or retrain) to make "
+        "the current file."
+    )
 
 
 @dataclass(frozen=True)

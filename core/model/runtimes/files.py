@@ -7,7 +7,8 @@ image or bundle are searched first, in the read-only folders of the setting
 ``runtime_search_path``. Three files make one export, the sidecar last (it marks the
 export complete):
 
-- ``<id>-<key16>.onnx``: the network, preprocessed pixels in, embeddings out;
+- ``<id>-<key16>.onnx``: the network, preprocessed pixels in, embeddings out, and its last
+  feature map as a second output (:mod:`core.model.runtimes.feature_map`, for heatmaps);
 - ``<id>-<key16>.probe.npz``: the parity probe, a few photos' resized pixels and their
   torch fp32 embeddings, so any runtime can be checked against torch where torch is absent;
 - ``<id>-<key16>.json``: the key's parts, the file's sha256, torch's version and the export
@@ -44,8 +45,11 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 #: Bump when the export procedure changes what it writes: older files become stale.
-EXPORTER = "classifi-onnx-1"
-INPUT, OUTPUT = "pixels", "embedding"
+EXPORTER = "classifi-onnx-2"
+#: Earlier procedures whose files still give the same embeddings (no feature map): used
+#: where torch is absent and no current file is at hand, so an existing home keeps working.
+LEGACY_EXPORTERS = ("classifi-onnx-1",)
+INPUT, OUTPUT, FEATURES = "pixels", "embedding", "features"
 #: Photos in the parity probe: enough for a stable minimum cosine, few enough to store.
 PROBE_SIZE = 32
 #: ONNX Runtime fp32 must match torch fp32 this closely on the probe for an export to stand.
@@ -53,13 +57,18 @@ EXPORT_MIN_COSINE = 0.99999
 EXPORT_COMMAND = "classifi export --format runtimes"
 
 
-def export_key(backbone_id: str, weights_sha256: str, preprocessing: Preprocessing) -> str:
+def export_key(
+    backbone_id: str,
+    weights_sha256: str,
+    preprocessing: Preprocessing,
+    exporter: str = EXPORTER,
+) -> str:
     parts = {
         "backbone": backbone_id,
         "weights_sha256": weights_sha256,
         "preprocessing": preprocessing.as_dict(),
         "opset": OPSET,
-        "exporter": EXPORTER,
+        "exporter": exporter,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -111,6 +120,11 @@ class Export:
     @property
     def sidecar(self) -> Path:
         return self.onnx.with_suffix(".json")
+
+    @property
+    def has_feature_map(self) -> bool:
+        """Whether the file gives the feature map heatmaps are made of (older ones do not)."""
+        return FEATURES in self.record.get("outputs", ())
 
     def probe(self, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
         """(network inputs, torch fp32 embeddings) of the parity probe."""
@@ -232,7 +246,9 @@ def export_backbone(
     onnx = folder / f"{stem_of(module.ID, key)}.onnx"
     log.info("exporting %s to %s (once per weights and export version)", module.ID, onnx)
 
-    network = module.network(settings)
+    from core.model.runtimes.feature_map import with_feature_map
+
+    network = with_feature_map(module.network(settings))
     photos = list(probe_photos)[:PROBE_SIZE]
     source = "photos" if photos else "synthetic"
     if not photos:
@@ -240,7 +256,7 @@ def export_backbone(
     pixels = np.stack([preprocessing.resized(photo) for photo in photos])
     inputs = preprocessing.normalised(pixels)
     with torch.inference_mode():
-        reference = network(torch.from_numpy(inputs)).float().numpy()
+        reference = network(torch.from_numpy(inputs))[0].float().numpy()
 
     def write_onnx(path: Path) -> None:
         example = torch.from_numpy(inputs[:2])
@@ -250,7 +266,7 @@ def export_backbone(
             (example,),
             str(path),
             input_names=[INPUT],
-            output_names=[OUTPUT],
+            output_names=[OUTPUT, FEATURES],
             opset_version=OPSET,
             dynamo=True,
             dynamic_shapes=({0: batch},),
@@ -259,9 +275,9 @@ def export_backbone(
         )
 
     atomic_write(onnx, write_onnx)
-    exported = onnxruntime_cpu.session(onnx, settings.inference_threads).run(None, {INPUT: inputs})[
-        0
-    ]
+    exported = onnxruntime_cpu.session(onnx, settings.inference_threads).run(
+        [OUTPUT], {INPUT: inputs}
+    )[0]
     worst = float(cosines(reference, exported).min())
     if worst < EXPORT_MIN_COSINE:
         onnx.unlink(missing_ok=True)
@@ -287,6 +303,7 @@ def export_backbone(
         "torch": str(torch.__version__),
         "input": INPUT,
         "output": OUTPUT,
+        "outputs": [OUTPUT, FEATURES],
         "onnx_sha256": file_sha256(onnx),
         "probe": {"source": source, "photos": len(photos)},
         "export_check": {

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core.model.runtimes import FP32, INT8, ONNXRUNTIME, Network, installed
+from core.model.runtimes import FP32, INT8, ONNXRUNTIME, Network, installed, no_feature_map
 from core.model.runtimes.files import atomic_write
 
 ID = ONNXRUNTIME
@@ -25,13 +25,21 @@ def precisions() -> tuple[str, ...]:
 
 
 class OnnxRuntimeEngine:
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, path: Path) -> None:
         self._session = session
+        self._path = path
         self._input = session.get_inputs()[0].name
+        self._outputs = [output.name for output in session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self._session.run(None, {self._input: batch})[0]
+        out: np.ndarray = self._session.run(self._outputs[:1], {self._input: batch})[0]
         return out
+
+    def run_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._outputs) < 2:
+            raise no_feature_map(self._path)
+        embedding, features = self._session.run(self._outputs[:2], {self._input: batch})
+        return embedding, features
 
 
 def _quantised(network: Network) -> Path:
@@ -71,4 +79,4 @@ def session(path: Path, threads: int | None) -> Any:
 
 def load(network: Network, precision: str, threads: int | None) -> OnnxRuntimeEngine:
     path = _quantised(network) if precision == INT8 else network.onnx
-    return OnnxRuntimeEngine(session(path, threads))
+    return OnnxRuntimeEngine(session(path, threads), network.onnx)

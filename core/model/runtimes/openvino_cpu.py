@@ -5,11 +5,12 @@ scratch dir, so a process after the first starts faster."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.model.runtimes import BF16, FP32, OPENVINO, Network, installed
+from core.model.runtimes import BF16, FP32, OPENVINO, Network, installed, no_feature_map
 
 ID = OPENVINO
 _PRECISION_HINTS = {FP32: "f32", BF16: "bf16"}
@@ -31,16 +32,25 @@ def precisions() -> tuple[str, ...]:
 
 
 class OpenVinoEngine:
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, path: Path) -> None:
         self._compiled = compiled
+        self._path = path
         self._local = threading.local()  # an infer request serves one thread at a time
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> Any:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
-        out: np.ndarray = request.infer({0: batch})[0]
-        return np.array(out, dtype=np.float32)
+        return request.infer({0: batch})
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.array(self._infer(batch)[0], dtype=np.float32)
+
+    def run_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._compiled.outputs) < 2:
+            raise no_feature_map(self._path)
+        results = self._infer(batch)
+        return np.array(results[0], dtype=np.float32), np.array(results[1], dtype=np.float32)
 
 
 def load(network: Network, precision: str, threads: int | None) -> OpenVinoEngine:
@@ -54,4 +64,4 @@ def load(network: Network, precision: str, threads: int | None) -> OpenVinoEngin
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    return OpenVinoEngine(core.compile_model(str(network.onnx), "CPU", config))
+    return OpenVinoEngine(core.compile_model(str(network.onnx), "CPU", config), network.onnx)

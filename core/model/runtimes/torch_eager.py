@@ -27,6 +27,9 @@ class TorchEngine:
         self._channels_last = channels_last
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_with_features(batch)[0]
+
+    def run_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         tensor = torch.from_numpy(batch)
@@ -34,8 +37,8 @@ class TorchEngine:
             # Depthwise convolutions run about twice as fast on CPU in channels-last layout.
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self._bf16):
-            out: np.ndarray = self._network(tensor).float().numpy()
-        return out
+            embedding, features = self._network(tensor)
+        return embedding.float().numpy(), features.float().contiguous().numpy()
 
 
 def load(network: Network, precision: str, threads: int | None) -> TorchEngine:
@@ -43,7 +46,9 @@ def load(network: Network, precision: str, threads: int | None) -> TorchEngine:
 
     if threads:
         torch.set_num_threads(threads)
-    module = network.backbone_module.network(network.settings)
+    from core.model.runtimes.feature_map import with_feature_map
+
+    module = with_feature_map(network.backbone_module.network(network.settings))
     channels_last = bool(getattr(network.backbone_module, "CHANNELS_LAST", False))
     if channels_last:
         module = module.to(memory_format=torch.channels_last)

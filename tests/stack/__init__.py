@@ -1,0 +1,1 @@
+"""The Compose stack run as native processes (see conftest.py)."""
