@@ -43,9 +43,10 @@ CONTENT_TYPES = {
     "TIFF": "image/tiff",
 }
 
-#: The shorter side a reduced-scale decode keeps at least: twice the 224 px input of every
-#: backbone (``Preprocessing.min_decode_side``; a test checks each backbone needs no more).
-DECODE_MIN_SIDE = 448
+#: The shorter side a reduced-scale decode keeps at least: twice the largest input of every
+#: backbone, Lite2's 260 px (``Preprocessing.min_decode_side``; a test checks each backbone
+#: needs no more).
+DECODE_MIN_SIDE = 520
 
 ORIENTATION_TAG = 0x0112
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # the ones that swap width and height

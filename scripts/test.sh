@@ -14,6 +14,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v Xvfb >/dev/null || need+=(xvfb)
 command -v curl >/dev/null || need+=(curl)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
+# HAProxy and Prometheus (and its promtool) for the native stack and the deployment checks.
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v promtool >/dev/null || need+=(prometheus)
 dpkg -s libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-cursor0 libegl1 libgl1 \
     libfontconfig1 libdbus-1-3 >/dev/null 2>&1 ||
     need+=(libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-cursor0 libegl1 libgl1 libfontconfig1 libdbus-1-3)

@@ -21,7 +21,8 @@ FORMATS = ("onnx", "runtimes")
       ONNX file, preprocessed image tensor in ("pixels", N x 3 x size x size float32),
       label probabilities out ("probabilities"), beside a JSON sidecar: labels,
       preprocessing (size, resize, mean, std), version, backbone, metrics and the file's
-      sha256. README_EXPORT.md shows the onnxruntime + Pillow lines that use it.
+      sha256. README.md ("Use a model in your own app") shows the onnxruntime + Pillow
+      lines that use it.
     --format runtimes: the champion's backbone (or --backbone ID) exported to ONNX now
       (torch needed) into <home>/runtimes/, and copied into --out when given: ship that
       folder and point the setting runtime_search_path at it, and processes that only

@@ -103,6 +103,11 @@ def knn_distances(
     return result
 
 
+def temperature_of(calibration: Calibration | None) -> float:
+    """The logits' divisor: 1 for a model trained before calibration."""
+    return calibration.temperature if calibration is not None else 1.0
+
+
 def nll(logits: np.ndarray, targets: np.ndarray, temperature: float, n_labels: int) -> float:
     probabilities = LinearHead.probabilities_of(logits / temperature, n_labels)
     chosen = probabilities[np.arange(len(targets)), targets]

@@ -8,7 +8,8 @@ only predicts finds them there through the setting ``runtime_search_path``.
 probabilities (``probabilities``, one column per label). It is the backbone's exported
 network (:mod:`core.model.runtimes.files`) with the head appended as ONNX nodes, so making
 it needs no torch. A JSON sidecar says how to preprocess a photo and what the columns mean;
-README_EXPORT.md shows the few lines of onnxruntime and Pillow that use it.
+README.md ("Use a model in your own app") shows the few lines of onnxruntime and Pillow
+that use it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from core.errors import ModelError
 from core.imaging import decode_stored
 from core.model.artifacts import ModelArtifact
 from core.model.backbones import ensure_export, resolve_backbone_id
+from core.model.calibration import temperature_of
 from core.model.metrics import flat_metrics
 from core.model.runtimes.files import (
     INPUT,
@@ -99,21 +101,25 @@ class ExportedModel:
 
 
 def _with_head(network: Any, artifact: ModelArtifact) -> Any:
-    """The backbone's ONNX graph with the head after its embedding: logits, then sigmoid
-    (two labels: ``[1 - p, p]``) or softmax."""
+    """The backbone's ONNX graph with the head after its embedding: logits divided by the
+    model's calibrated temperature, then sigmoid (two labels: ``[1 - p, p]``) or softmax, so
+    the file answers the probabilities classify answers."""
     from onnx import TensorProto, helper, numpy_helper
 
     head = artifact.head()
+    temperature = temperature_of(artifact.calibration)
     graph = network.graph
     graph.initializer.extend(
         [
             numpy_helper.from_array(np.ascontiguousarray(head.weight.T), "head_weight"),
             numpy_helper.from_array(head.bias, "head_bias"),
+            numpy_helper.from_array(np.array([temperature], np.float32), "head_temperature"),
         ]
     )
     nodes = [
         helper.make_node("MatMul", [OUTPUT, "head_weight"], ["head_product"]),
-        helper.make_node("Add", ["head_product", "head_bias"], ["head_logits"]),
+        helper.make_node("Add", ["head_product", "head_bias"], ["head_raw_logits"]),
+        helper.make_node("Div", ["head_raw_logits", "head_temperature"], ["head_logits"]),
     ]
     if head.n_labels == 2:
         graph.initializer.append(numpy_helper.from_array(np.ones((1, 1), np.float32), "one"))
@@ -170,6 +176,7 @@ def export_onnx_model(
             "columns": list(artifact.labels),
         },
         "metrics": flat_metrics(artifact.metrics),
+        "temperature": temperature_of(artifact.calibration),
         "opset": OPSET,
         "onnx": target.name,
         "sha256": file_sha256(target),

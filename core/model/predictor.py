@@ -28,7 +28,7 @@ from core.errors import ModelError, ModelLoading, NoChampion
 from core.model.artifacts import ModelArtifact, load_artifact
 from core.model.backbone import Backbone
 from core.model.backbones import get_backbone
-from core.model.calibration import Calibration
+from core.model.calibration import Calibration, temperature_of
 from core.model.head import LinearHead
 from core.model.versions import champion, champion_id, get_version, summary_of
 from core.registry import ModelVersion, Registry
@@ -52,7 +52,7 @@ class LoadedModel:
 
     @property
     def temperature(self) -> float:
-        return self.calibration.temperature if self.calibration is not None else 1.0
+        return temperature_of(self.calibration)
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         """Calibrated label probabilities ``(N, n_labels)``."""

@@ -51,7 +51,10 @@ def test_the_document_is_valid_and_every_ref_resolves(edge: EdgeApp) -> None:
         "probabilities",
         "model_version",
         "backbone",
+        "unsure",
+        "out_of_distribution",
     ]
+    assert "heatmap" in schemas["Prediction"]["properties"]  # only when explain is asked
     assert "disagrees" in schemas["PendingPhoto"]["properties"]  # a computed field
     assert schemas["UsageEvent"]["enum"] == [
         "session",
@@ -112,6 +115,13 @@ def test_every_success_answer_matches_its_schema(
     assert client.post("/admin/submissions/review", json=many, headers=admin).status_code == 200
     assert client.post("/admin/submissions/undo", headers=admin).status_code == 200
     assert client.get("/admin/audit", headers=admin).status_code == 200
+    similar = client.get(f"/admin/photos/{ids[0]}/similar?limit=3", headers=admin)
+    assert similar.status_code == 200
+    assert client.get("/admin/label-audit", headers=admin).status_code == 200
+    trained = 1  # the fixture's models trained on the first photos stored
+    remove = {"action": "remove"}
+    fixed = client.post(f"/admin/label-audit/{trained}", json=remove, headers=admin)
+    assert fixed.status_code == 200
     assert client.get("/models", headers=admin).status_code == 200
     assert client.post("/admin/models/2/promote", headers=admin).status_code == 200
     assert client.post("/admin/models/rollback", headers=admin).status_code == 200

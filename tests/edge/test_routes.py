@@ -74,7 +74,11 @@ def test_predict_multipart_and_raw_body(
             "probabilities",
             "model_version",
             "backbone",
+            "unsure",
+            "out_of_distribution",
+            "heatmap",
         ]
+        assert body["heatmap"] is None  # only drawn when asked for (?explain=1)
         assert body["prediction"] == expected_labels[1][photo_name(path)]
         assert body["model_version"] == 1 and body["backbone"] == "efficientnet_lite0"
         assert set(body["probabilities"]) == {"dandelion", "grass"}
@@ -340,7 +344,7 @@ def test_every_admin_route_needs_the_token(edge: EdgeApp) -> None:
         if (rule.rule.startswith("/admin") or rule.rule == "/models")
         and not rule.endpoint.startswith("web.")  # the admin web page signs in with a session
     ]
-    assert len(admin_rules) == 11
+    assert len(admin_rules) == 14
     for number, rule in enumerate(admin_rules):
         path = re.sub(r"<[^>]+>", "1", rule.rule)
         method = "POST" if "POST" in (rule.methods or ()) else "GET"

@@ -32,7 +32,17 @@ from tests.installation import System
 from tests.model.conftest import TrainedSystem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PREDICTION_KEYS = {"path", "prediction", "confidence", "probabilities", "model_version", "backbone"}
+PREDICTION_KEYS = {
+    "path",
+    "prediction",
+    "confidence",
+    "probabilities",
+    "model_version",
+    "backbone",
+    "unsure",
+    "out_of_distribution",
+    "heatmap",
+}
 
 
 def classifi(settings_home: Path, *args: str) -> subprocess.CompletedProcess[str]:

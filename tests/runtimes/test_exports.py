@@ -32,7 +32,7 @@ from core.model.runtimes.files import export_key, find_export
 from tests.conftest import REPO_ROOT
 from tests.model.conftest import TrainedSystem
 
-README = REPO_ROOT / "README_EXPORT.md"
+README = REPO_ROOT / "README.md"
 
 
 def test_the_key_changes_with_weights_preprocessing_opset_and_exporter(
@@ -130,8 +130,10 @@ def test_the_reader_refuses_any_other_global() -> None:
 
 
 def readme_snippet() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
-    assert len(blocks) == 1, "README_EXPORT.md has one Python snippet"
+    section = README.read_text(encoding="utf-8").split("## Use a model in your own app")[1]
+    section = section.split("\n## ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 1, "the README's export section has one Python snippet"
     return str(blocks[0])
 
 

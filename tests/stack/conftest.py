@@ -363,7 +363,11 @@ def stack(
         assert app_environment(resolved, "worker")["CLASSIFI_HOME"] == "/data"
         edge_ports = [free_port() for _ in range(EDGE_SERVERS)]
         worker_ports = [free_port() for _ in range(WORKERS)]
-        edge_env = environment("edge_server", **shared_volume)
+        # One key drives the failover load harder than any device would (a fast machine
+        # passes the default limit): the limits have tests of their own (tests/edge).
+        edge_env = environment(
+            "edge_server", **shared_volume, CLASSIFI_RATE_LIMIT_PREDICT="100000 per minute"
+        )
         for n, port in enumerate(edge_ports, 1):
             command = executable(listening_on(services["edge_server"]["command"], port))
             started[f"edge{n}"] = launch(folder, f"edge{n}", command, edge_env)

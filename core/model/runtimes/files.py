@@ -61,14 +61,14 @@ def export_key(
     backbone_id: str,
     weights_sha256: str,
     preprocessing: Preprocessing,
-    exporter: str = EXPORTER,
+    exporter: str | None = None,  # a legacy exporter's key; the current one by default
 ) -> str:
     parts = {
         "backbone": backbone_id,
         "weights_sha256": weights_sha256,
         "preprocessing": preprocessing.as_dict(),
         "opset": OPSET,
-        "exporter": exporter,
+        "exporter": exporter or EXPORTER,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -211,6 +211,11 @@ def _read(
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or unreadable: measure again
     _inputs, reference = export.probe(network.backbone_module.PREPROCESSING)
+    # Another export of the same key (a shipped one, a home's own) probes other photos: its
+    # record's embeddings are no answer to this probe.
+    for embeddings in outputs.values():
+        if embeddings.shape != reference.shape or cosines(embeddings, reference).min() < COSINE_MIN:
+            return None
     return Selection(
         setting, export, network, candidates, reference, outputs, record["measured_at"]
     )
