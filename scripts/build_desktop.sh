@@ -29,7 +29,8 @@ mkdir -p "$assets/runtimes" "$assets/default-model"
 (
     # Only this scratch home counts: the caller's CLASSIFI_* settings are left out.
     for name in $(env | grep -o '^CLASSIFI_[A-Z_]*' || true); do unset "$name"; done
-    export CLASSIFI_HOME=$scratch/home CLASSIFI_BACKBONE=efficientnet_lite0
+    # These sources, not those the .venv was installed from, make the model and the export.
+    export CLASSIFI_HOME=$scratch/home CLASSIFI_BACKBONE=efficientnet_lite0 PYTHONPATH=$PWD
     .venv/bin/classifi ingest "$dataset" >/dev/null
     .venv/bin/classifi train >/dev/null
     .venv/bin/classifi export --format runtimes --out "$assets/runtimes" >/dev/null

@@ -140,6 +140,12 @@ def test_a_fresh_install_classifies_with_the_shipped_model(
     assert code == 0, results
     assert [result["label"] for result in results] == ["dandelion"] * 2 + ["grass"] * 2
     assert {result["model_version"] for result in results} == {1}
+    # The runtime was chosen among those the bundle carries: ONNX Runtime only (an OpenVINO
+    # without its CPU plugin once failed the choice).
+    (choice,) = (tmp_path / "fresh" / "runtimes").glob("*.selection.json")
+    candidates = json.loads(choice.read_text())["candidates"]
+    assert {candidate["runtime"] for candidate in candidates} == {"onnxruntime"}
+    assert all(candidate["error"] is None for candidate in candidates)
 
 
 @pytest.mark.slow
