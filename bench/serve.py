@@ -78,6 +78,8 @@ def start_server(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLASSIFI_")}
     env |= {"CLASSIFI_HOME": str(home), "CLASSIFI_BACKBONE": backbone, "HF_HUB_OFFLINE": "1"}
     env |= {"CLASSIFI_LOG_LEVEL": "WARNING", **extra_env}
+    # Every client here is one address: the default rate limit would answer most with 429.
+    env |= {"CLASSIFI_RATE_LIMIT_PREDICT": "1000000 per minute"}
     process = subprocess.Popen(
         [str(CLASSIFI), "serve", "--port", str(port), "--workers", "1"],
         env=env,

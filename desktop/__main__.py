@@ -105,11 +105,12 @@ def classify_headless(
     settings: Settings, paths: list[Path], *, remote_url: str | None, force_local: bool
 ) -> list[dict[str, Any]]:
     """Classify ``paths`` with an unshown main window; one dict per photo found."""
-    from PySide6.QtCore import QEventLoop, QThreadPool
+    from PySide6.QtCore import QEventLoop
 
     from desktop.app import choose_mode, create_application, preferences
     from desktop.main_window import MainWindow
     from desktop.results import RowState
+    from desktop.tasks import wait_for_tasks
 
     create_application([sys.argv[0]])
     prefs = preferences(settings)
@@ -123,7 +124,7 @@ def classify_headless(
     window.run.failed.connect(failures.append)
     window.run.failed.connect(loop.quit)
     loop.exec()  # the run's signals are queued, so none was missed before this point
-    QThreadPool.globalInstance().waitForDone()  # usage counts are written before we exit
+    wait_for_tasks()  # usage counts are written before we exit
     if failures:
         raise failures[0]
     return [

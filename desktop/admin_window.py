@@ -67,7 +67,7 @@ class AdminWindow(QMainWindow):
         self.grid.setMovement(QListView.Movement.Static)
         self.grid.setUniformItemSizes(True)
         self.grid.setModel(self.proxy)
-        self.grid.setItemDelegate(PendingTile(self.model))
+        self.grid.setItemDelegate(PendingTile(self.model, self.grid))
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.grid.selectionModel().selectionChanged.connect(self._show_preview)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QThreadPool
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from core.config import Settings
 from desktop import torch_preload
+from desktop.tasks import wait_for_tasks
 
 APP_NAME = "ClassifiImage"
 
@@ -128,5 +129,5 @@ def run(settings: Settings, *, remote_url: str | None = None, force_local: bool 
     code = app.exec()
     # Background tasks (a usage count, the last batch) end before Python tears down: a pool
     # thread still running then crashes the process.
-    QThreadPool.globalInstance().waitForDone()
+    wait_for_tasks()
     return code

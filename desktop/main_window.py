@@ -155,7 +155,7 @@ class MainWindow(QMainWindow):
         self.grid.setSpacing(4)
         self.grid.setModel(self.proxy)
         self.grid.setModelColumn(Column.PHOTO)
-        self.grid.setItemDelegate(TileDelegate(self.results))
+        self.grid.setItemDelegate(TileDelegate(self.results, self.grid))
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
 
         self.table = QTableView()
@@ -164,7 +164,9 @@ class MainWindow(QMainWindow):
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # dropped order until asked
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionModel(self.grid.selectionModel())  # one selection, two views
-        self.table.setItemDelegateForColumn(Column.CONFIDENCE, ConfidenceDelegate(self.results))
+        self.table.setItemDelegateForColumn(
+            Column.CONFIDENCE, ConfidenceDelegate(self.results, self.table)
+        )
         self.table.verticalHeader().setDefaultSectionSize(68)
         self.table.verticalHeader().hide()
         self.table.setIconSize(self.table.iconSize().expandedTo(self.grid.iconSize()) * 4)

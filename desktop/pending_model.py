@@ -15,7 +15,7 @@ from PySide6.QtCore import (
     Qt,
 )
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from core.wire import PendingPhoto
 from desktop.results import refilter
@@ -126,8 +126,8 @@ def describe(item: PendingPhoto) -> str:
 
 
 class PendingTile(QStyledItemDelegate):
-    def __init__(self, model: PendingModel) -> None:
-        super().__init__()
+    def __init__(self, model: PendingModel, view: QWidget) -> None:
+        super().__init__(view)  # owned by its view: Qt does not keep a delegate alive
         self.model = model
 
     def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:

@@ -19,7 +19,7 @@ from PySide6.QtCore import (
     Qt,
 )
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 THUMBNAIL_SIZE = 128
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -276,8 +276,8 @@ def _bar_color(row: PhotoRow, unsure_below: float) -> QColor:
 class ConfidenceDelegate(QStyledItemDelegate):
     """A horizontal bar with the percentage on it, orange when the model is unsure."""
 
-    def __init__(self, model: ResultsModel) -> None:
-        super().__init__()
+    def __init__(self, model: ResultsModel, view: QWidget) -> None:
+        super().__init__(view)  # owned by its view: Qt does not keep a delegate alive
         self.model = model
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
@@ -312,8 +312,8 @@ class TileDelegate(QStyledItemDelegate):
 
     TILE = QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 52)
 
-    def __init__(self, model: ResultsModel) -> None:
-        super().__init__()
+    def __init__(self, model: ResultsModel, view: QWidget) -> None:
+        super().__init__(view)  # owned by its view: Qt does not keep a delegate alive
         self.model = model
 
     def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:

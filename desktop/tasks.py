@@ -1,18 +1,23 @@
-"""Work off the GUI thread: ``run_task(fn, on_done, on_error)`` over the global QThreadPool.
+"""Work off the GUI thread: ``run_task(fn, on_done, on_error)`` over one Python thread pool.
 
 ``fn`` runs on a pool thread; its result (or the exception it raised) is handed back to
 ``on_done`` (or ``on_error``) on the GUI thread through a queued signal, so callbacks may touch
 widgets freely. This is the only way the app runs anything slow.
+
+Python threads, not QThreadPool's: PySide6 gives each Qt pool thread a Python thread state
+per call and deletes it after, which crashes now and then (PySide6 6.12, Python 3.11).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from PySide6.QtCore import QEventLoop, QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QEventLoop, QObject, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -34,53 +39,59 @@ class _Bridge(QObject):
 
 
 _bridge: _Bridge | None = None
-_bridge_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
 
 
 def _the_bridge() -> _Bridge:
     global _bridge
-    with _bridge_lock:
+    with _lock:
         if _bridge is None:
             # Created on the first call, which is made from the GUI thread.
             _bridge = _Bridge()
         return _bridge
 
 
+def _the_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(2, os.cpu_count() or 2), "classifi-task")
+        return _pool
+
+
 def _log_error(error: BaseException) -> None:
     log.error("background task failed", exc_info=error)
-
-
-class _Task(QRunnable):
-    def __init__(
-        self,
-        fn: Callable[[], Any],
-        on_done: Callable[[Any], None],
-        on_error: Callable[[BaseException], None],
-        bridge: _Bridge,
-    ) -> None:
-        super().__init__()
-        self.fn, self.on_done, self.on_error, self.bridge = fn, on_done, on_error, bridge
-
-    def run(self) -> None:
-        try:
-            result = self.fn()
-        except BaseException as error:  # a thread boundary: every failure goes back to the GUI
-            self.bridge.finished.emit(self.on_error, error)
-        else:
-            self.bridge.finished.emit(self.on_done, result)
 
 
 def run_task(
     fn: Callable[[], T],
     on_done: Callable[[T], None],
     on_error: Callable[[BaseException], None] | None = None,
-    *,
-    pool: QThreadPool | None = None,
 ) -> None:
     """Run ``fn()`` on a pool thread, then ``on_done(result)`` or ``on_error(exc)`` on the GUI
     thread. Without ``on_error`` a failure is logged."""
-    task = _Task(fn, on_done, on_error or _log_error, _the_bridge())
-    (pool or QThreadPool.globalInstance()).start(task)
+    bridge, failed = _the_bridge(), on_error or _log_error
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as error:  # a thread boundary: every failure goes back to the GUI
+            bridge.finished.emit(failed, error)
+        else:
+            bridge.finished.emit(on_done, result)
+
+    _the_pool().submit(run)
+
+
+def wait_for_tasks() -> None:
+    """Wait until every task started has ended (before exit: a usage count is written, and
+    no pool thread runs while Python tears down)."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
 
 
 def wait_for(fn: Callable[[], object]) -> BaseException | None:
