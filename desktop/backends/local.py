@@ -41,20 +41,6 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def in_process_runtime(settings: Settings) -> Settings:
-    """``settings`` for the runtime that embeds in this process, on Qt's pooled threads.
-
-    Under ``runtime = "auto"`` it is ONNX Runtime where installed (the bundle carries only
-    it): OpenVINO's Python bindings leave a pooled thread a thread state that crashes Python
-    when the thread ends (a segfault in ``tstate_delete_common``, PySide6 6.12, Python 3.11).
-    """
-    from core.model.runtimes import AUTO, ONNXRUNTIME, runtime_module
-
-    if settings.runtime != AUTO or not runtime_module(ONNXRUNTIME).available():
-        return settings
-    return settings.model_copy(update={"runtime": ONNXRUNTIME})
-
-
 class LocalBackend(Backend):
     """An in-process :class:`~core.app.App`; the admin password guards the admin use cases."""
 
@@ -62,7 +48,7 @@ class LocalBackend(Backend):
     api: App
 
     def __init__(self, settings: Settings, *, shipped_model: Path | None = None) -> None:
-        super().__init__(settings, App(in_process_runtime(settings), actor=ADMIN_ACTOR))
+        super().__init__(settings, App(settings, actor=ADMIN_ACTOR))
         self.shipped_model = shipped_model
         self._first_load = threading.Lock()
         self._install = threading.Lock()
@@ -85,7 +71,7 @@ class LocalBackend(Backend):
     def use_labels(self, labels: Sequence[str]) -> None:
         """Take the label set an import saved in the home (from now on in this process too)."""
         self.settings = self.settings.model_copy(update={"labels": tuple(labels)})
-        self.api.settings = in_process_runtime(self.settings)
+        self.api.settings = self.settings
 
     def worker_serves_queue(self) -> bool:
         """Whether a worker's heartbeat on this home's queue is fresh."""
