@@ -54,11 +54,11 @@ def seed_procedure(
     import torch
 
     from core.imaging import decode_stored
-    from core.model.fitting import TrainableHead
+    from core.model.fitting import frozen_head, trainable_head
 
     labels = list(settings.labels)
     targets = torch.tensor([labels.index(photo.label) for photo in photos])
-    head = TrainableHead(backbone.dim, len(labels))
+    head = trainable_head(backbone.dim, len(labels))
     optimiser = torch.optim.Adam(head.parameters(), lr=settings.learning_rate)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     generator = torch.Generator().manual_seed(settings.split_seed)
@@ -76,7 +76,7 @@ def seed_procedure(
             loss.backward()
             optimiser.step()
     head.eval()
-    probabilities = head.frozen().probabilities(embed(validation).numpy())
+    probabilities = frozen_head(head, len(labels)).probabilities(embed(validation).numpy())
     return float((probabilities.argmax(axis=1) == targets[validation].numpy()).mean())
 
 

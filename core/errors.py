@@ -196,6 +196,12 @@ class LockHeld(Conflict):
     """Another process holds the maintenance lock (a retrain, a repair)."""
 
 
+class Cancelled(ClassifiError):
+    """The user cancelled a long job (an import, a training); what it had begun is undone."""
+
+    status = 409
+
+
 class ServerError(ClassifiError):
     """The edge server failed to answer (its log has the error)."""
 

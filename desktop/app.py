@@ -24,6 +24,23 @@ def resources_dir() -> Path:
     )
 
 
+def shipped_model() -> Path | None:
+    """The default model a bundle ships (``resources/default-model/*.pth``), if any."""
+    found = sorted((resources_dir() / "default-model").glob("*.pth"))
+    return found[0] if found else None
+
+
+def with_shipped_runtimes(settings: Settings) -> Settings:
+    """``settings`` that also search the exported backbone files a bundle ships
+    (``resources/runtimes``), after the configured folders."""
+    shipped = resources_dir() / "runtimes"
+    if not shipped.is_dir() or shipped in settings.runtime_search_path:
+        return settings
+    return settings.model_copy(
+        update={"runtime_search_path": (*settings.runtime_search_path, shipped)}
+    )
+
+
 def app_icon() -> QIcon:
     return QIcon(str(resources_dir() / "icons" / "classifi.svg"))
 

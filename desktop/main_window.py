@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -35,9 +36,10 @@ from core.config import Settings
 from core.errors import NoChampion
 from core.imaging import PHOTO_SUFFIXES, read_photo_file
 from core.wire import ModelSummary, Submission
-from desktop.backends import Backend, Queued, describe_submission, open_backend
+from desktop.backends import LOCAL, Backend, Queued, describe_submission, open_backend
 from desktop.classify_run import ClassifyRun
 from desktop.heatmap_view import HeatmapToggle
+from desktop.jobs import Job
 from desktop.results import (
     ALL,
     ERRORS,
@@ -53,6 +55,10 @@ from desktop.results import (
 )
 from desktop.submit_panel import SubmitPanel
 from desktop.tasks import run_task
+from desktop.weekly_check import WeeklyCheck
+
+if TYPE_CHECKING:
+    from desktop.get_started import GetStartedWindow
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +119,7 @@ class MainWindow(QMainWindow):
         self.champion: ModelSummary | None = None
         self._champion_known = False  # False until the backend has answered
         self.run: ClassifyRun | None = None
+        self.get_started_window: GetStartedWindow | None = None
         self.waiting_drops: list[Path] = []
         self.setWindowTitle("ClassifiImage")
         self.setAcceptDrops(True)
@@ -129,6 +136,10 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self.count_usage("session")
         QTimer.singleShot(0, self.refresh_champion)
+        # The weekly retrain check, when no worker serves the queue (local mode).
+        self.weekly_check = WeeklyCheck(lambda: self.backend, prefs, self)
+        self.weekly_check.started.connect(self._on_weekly_check)
+        QTimer.singleShot(0, self.weekly_check.start)
         # Submissions queued while the server was unreachable go out when it answers again.
         self.sync_timer = QTimer(self, interval=SYNC_INTERVAL_MS)
         self.sync_timer.timeout.connect(self.sync_now)
@@ -192,14 +203,14 @@ class MainWindow(QMainWindow):
             "Drop one photo, many, or whole folders. Each gets its label and confidence.",
             [add_files, add_folder],
         )
-        open_models = QPushButton("Models and training…")
-        open_models.clicked.connect(self.open_models)
+        self.get_started_button = QPushButton("Get started…")
+        self.get_started_button.clicked.connect(lambda: self.open_get_started())
         self.no_model_page = EmptyState(
             "No model yet: train one",
-            "Classifying needs a trained model. Add labelled photos "
-            "(`classifi ingest default`), then train one from Models and training "
-            "or with `classifi train`.",
-            [open_models],
+            "Classifying needs a model trained on your labels. Get started: choose a folder "
+            "with one sub-folder of photos per label, or drop those folders here. The app "
+            "imports them and trains a model on this computer.",
+            [self.get_started_button],
         )
 
         self.pages = QStackedWidget()
@@ -276,6 +287,8 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         tools = menu.addMenu("&Tools")
+        self.import_action = tools.addAction("Import labelled photos…")
+        self.import_action.triggered.connect(lambda: self.open_get_started())
         self.admin_action = tools.addAction("Review submissions (admin)…")
         self.admin_action.triggered.connect(self.open_admin)
         self.models_action = tools.addAction("Models and training…")
@@ -297,6 +310,13 @@ class MainWindow(QMainWindow):
 
     # Pages and status ----------------------------------------------------------------------
     def _show_page(self) -> None:
+        local = self.backend.mode == LOCAL
+        self.import_action.setEnabled(local)
+        self.get_started_button.setVisible(local)
+        if not local:
+            self.no_model_page.detail.setText(
+                "The edge server has no model yet: an admin trains one there."
+            )
         if self.results.rowCount():
             self.pages.setCurrentWidget(self.splitter)
         elif self.champion is None and self._champion_known:
@@ -358,31 +378,35 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         # Only record the paths: listing folders and decoding happen off the GUI thread.
         paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
-        if paths:
-            event.acceptProposedAction()
+        if not paths:
+            return
+        event.acceptProposedAction()
+        if self.pages.currentWidget() is self.no_model_page and self.backend.mode == LOCAL:
+            self.open_get_started(paths)  # nothing to classify with: these are label folders
+        else:
             self.classify_paths(paths)
 
     def choose_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
             self,
             "Choose photos",
-            self._last_folder(),
+            self.last_folder(),
             PHOTO_FILTER,
         )
         if files:
-            self._remember_folder(Path(files[0]).parent)
+            self.remember_folder(Path(files[0]).parent)
             self.classify_paths([Path(name) for name in files])
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a folder", self._last_folder())
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder", self.last_folder())
         if folder:
-            self._remember_folder(Path(folder))
+            self.remember_folder(Path(folder))
             self.classify_paths([Path(folder)])
 
-    def _last_folder(self) -> str:
+    def last_folder(self) -> str:
         return str(self.prefs.value("last_folder", str(Path.home())))
 
-    def _remember_folder(self, folder: Path) -> None:
+    def remember_folder(self, folder: Path) -> None:
         self.prefs.setValue("last_folder", str(folder))
 
     def classify_paths(self, paths: list[Path]) -> None:
@@ -496,7 +520,7 @@ class MainWindow(QMainWindow):
         target, _ = QFileDialog.getSaveFileName(
             self,
             "Export results",
-            str(Path(self._last_folder()) / "classifications.csv"),
+            str(Path(self.last_folder()) / "classifications.csv"),
             "CSV (*.csv)",
         )
         if target:
@@ -561,6 +585,33 @@ class MainWindow(QMainWindow):
         self.backend = backend
         self.mode_label.setText(backend.describe())
         self.refresh_sync()
+        self.refresh_champion()
+
+    def open_get_started(self, paths: list[Path] | None = None) -> None:
+        from desktop.get_started import open_get_started
+
+        open_get_started(self, paths)
+
+    def apply_labels(self, labels: list[str]) -> None:
+        """Show the label set an import saved (the submit panel's and the filter's labels)."""
+        self.settings = self.settings.model_copy(update={"labels": tuple(labels)})
+        self.submit_panel.set_labels(labels)
+        choice = self.filter_box.currentText()
+        self.filter_box.clear()
+        self.filter_box.addItems([ALL, *labels, UNSURE, ERRORS])
+        self.filter_box.setCurrentText(choice if choice in (ALL, *labels, UNSURE, ERRORS) else ALL)
+
+    def _on_weekly_check(self, job: Job) -> None:
+        self.statusBar().showMessage("The weekly retrain check is running…")
+        job.finished.connect(
+            lambda outcome: self._on_weekly_check_done(f"Weekly retrain check: {outcome['reason']}")
+        )
+        job.failed.connect(
+            lambda error: self._on_weekly_check_done(f"The weekly retrain check failed: {error}")
+        )
+
+    def _on_weekly_check_done(self, text: str) -> None:
+        self.statusBar().showMessage(text, 30_000)
         self.refresh_champion()
 
     def open_admin(self) -> None:

@@ -1,5 +1,9 @@
 """Models and training: the versions, the champion, promote/rollback, retrain, and plots of
-the selected version (confusion matrix, per-label scores, per-epoch training curves)."""
+the selected version (confusion matrix, per-label scores, per-epoch training curves).
+
+Retrain now goes to a worker when one serves the queue (the edge server's in remote mode);
+otherwise it runs in a child process of the app, followed by a :class:`~desktop.jobs.JobPanel`
+(steps, live curves, Cancel). Errors show in the window, never in a modal box."""
 
 from __future__ import annotations
 
@@ -11,19 +15,16 @@ from PySide6.QtCharts import (
     QBarSet,
     QChart,
     QChartView,
-    QLegend,
-    QLineSeries,
     QValueAxis,
 )
-from PySide6.QtCore import QRectF, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -34,136 +35,22 @@ from PySide6.QtWidgets import (
 )
 
 from core.errors import AuthError
-from core.model.metrics import CALIBRATION_KEY, EpochStats, epoch_history
+from core.model.metrics import CALIBRATION_KEY, epoch_history
 from core.wire import ModelState, ModelSummary, RetrainOutcome
 from desktop.backends import Backend
+from desktop.backends.local import ADMIN_ACTOR
+from desktop.charts import ConfusionMatrix, chart_theme, curves_chart, replace_chart
+from desktop.job_process import RETRAIN
+from desktop.jobs import Job, JobPanel
 from desktop.sign_in import sign_in
 from desktop.tasks import run_task
 
 COLUMNS = ("Version", "State", "Backbone", "Accuracy", "Macro F1", "ROC-AUC", "ECE", "Created")
 RETRAIN_POLL_MS = 3000
-#: The training curves: (series name, EpochStats field, axis, dashed). Validation is dashed.
-CURVES = (
-    ("training loss", "train_loss", "loss", False),
-    ("validation loss", "val_loss", "loss", True),
-    ("training accuracy", "train_accuracy", "accuracy", False),
-    ("validation accuracy", "val_accuracy", "accuracy", True),
-)
-CURVE_COLOURS = {"loss": QColor(33, 150, 243), "accuracy": QColor(255, 143, 0)}
 
 
 def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "–"
-
-
-class ConfusionMatrix(QWidget):
-    """Rows are the true labels, columns the predicted ones; darker means more photos."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.labels: list[str] = []
-        self.matrix: list[list[int]] = []
-        self.setMinimumSize(260, 220)
-
-    def sizeHint(self) -> QSize:
-        return QSize(300, 240)  # two labels fit; the versions table takes the rest of the width
-
-    def show_matrix(self, labels: list[str], matrix: list[list[int]]) -> None:
-        self.labels, self.matrix = labels, matrix
-        self.update()
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        text = self.palette().color(QPalette.ColorRole.WindowText)
-        painter.setPen(text)
-        if not self.matrix:
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No confusion matrix")
-            return
-        n = len(self.labels)
-        margin = 80.0
-        side = min(self.width() - margin - 10, self.height() - margin - 10) / n
-        largest = max(max(row) for row in self.matrix) or 1
-        painter.drawText(QRectF(margin, 0, side * n, 20), Qt.AlignmentFlag.AlignCenter, "predicted")
-        for i, label in enumerate(self.labels):
-            painter.drawText(
-                QRectF(margin + i * side, 20, side, 20), Qt.AlignmentFlag.AlignCenter, label
-            )
-            painter.drawText(
-                QRectF(0, 40 + i * side, margin - 6, side),
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                label,
-            )
-        for i, row in enumerate(self.matrix):
-            for j, count in enumerate(row):
-                cell = QRectF(margin + j * side, 40 + i * side, side - 2, side - 2)
-                strength = count / largest
-                good = i == j
-                color = QColor(46, 125, 50) if good else QColor(198, 40, 40)
-                color.setAlphaF(0.15 + 0.85 * strength)
-                painter.fillRect(cell, color)
-                painter.setPen(QColor(255, 255, 255) if strength > 0.5 else text)
-                painter.drawText(cell, Qt.AlignmentFlag.AlignCenter, str(count))
-        painter.setPen(text)
-        painter.drawText(
-            QRectF(0, 40 + n * side, margin + n * side, 20), Qt.AlignmentFlag.AlignCenter, "true ↑"
-        )
-
-
-def chart_theme(widget: QWidget) -> QChart.ChartTheme:
-    """The chart theme matching the widget's palette (the app follows the system's dark mode)."""
-    dark = widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
-    return QChart.ChartTheme.ChartThemeDark if dark else QChart.ChartTheme.ChartThemeLight
-
-
-def replace_chart(view: QChartView, chart: QChart) -> None:
-    """Show ``chart`` in ``view`` and free the chart it replaces (the view lets go of it)."""
-    previous = view.chart()
-    view.setChart(chart)
-    previous.deleteLater()
-
-
-def curves_chart(version: int, history: list[EpochStats], theme: QChart.ChartTheme) -> QChart:
-    """Loss (left axis) and accuracy (right axis) per epoch, training and validation."""
-    chart = QChart()
-    chart.setTheme(theme)
-    if not history:
-        chart.setTitle(f"Version {version}: no curves recorded for this version")
-        return chart
-    chart.setTitle(f"Version {version}: training curves")
-    epochs = QValueAxis()
-    epochs.setTitleText("epoch")
-    epochs.setLabelFormat("%d")
-    epochs.setRange(1, max(2, history[-1].epoch))
-    epochs.setTickType(QValueAxis.TickType.TicksDynamic)
-    epochs.setTickAnchor(1)
-    epochs.setTickInterval(max(1, -(-len(history) // 10)))  # at most about ten labels
-    largest_loss = max(max(stats.train_loss, stats.val_loss) for stats in history)
-    axes = {"loss": QValueAxis(), "accuracy": QValueAxis()}
-    axes["loss"].setTitleText("loss")
-    axes["loss"].setRange(0, largest_loss * 1.1 or 1)
-    axes["loss"].applyNiceNumbers()
-    axes["accuracy"].setTitleText("accuracy")
-    axes["accuracy"].setRange(0, 1)
-    chart.addAxis(epochs, Qt.AlignmentFlag.AlignBottom)
-    chart.addAxis(axes["loss"], Qt.AlignmentFlag.AlignLeft)
-    chart.addAxis(axes["accuracy"], Qt.AlignmentFlag.AlignRight)
-    for name, field, axis, dashed in CURVES:
-        series = QLineSeries()
-        series.setName(name)
-        for stats in history:
-            series.append(stats.epoch, getattr(stats, field))
-        series.setPointsVisible(len(history) <= 30)
-        chart.addSeries(series)  # before the pen: adding a series applies the theme's colours
-        pen = QPen(CURVE_COLOURS[axis], 2)
-        if dashed:
-            pen.setStyle(Qt.PenStyle.DashLine)
-        series.setPen(pen)
-        series.attachAxis(epochs)
-        series.attachAxis(axes[axis])
-    chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
-    chart.legend().setMarkerShape(QLegend.MarkerShape.MarkerShapeFromSeries)
-    return chart
 
 
 # Model quality (issue 16): what the selected version knows of its own answers. -------------
@@ -190,7 +77,8 @@ class ModelsWindow(QMainWindow):
         super().__init__(parent)
         self.backend = backend
         self.models: list[ModelSummary] = []
-        self.retrain_task: str | None = None
+        self.retrain_task: str | None = None  # a worker's task
+        self.job: Job | None = None  # a retrain in a child process of this app
         self.setWindowTitle("Models and training")
         self.resize(1000, 700)
 
@@ -229,6 +117,14 @@ class ModelsWindow(QMainWindow):
         self.calibration = QLabel()  # model quality: the selected version's calibration
         self.calibration.setWordWrap(True)
         versions_layout.addWidget(self.calibration)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #d32f2f;")
+        self.error_label.hide()
+        versions_layout.addWidget(self.error_label)
+        self.job_panel = JobPanel()
+        self.job_panel.hide()
+        versions_layout.addWidget(self.job_panel)
         self.table.setMinimumSize(420, 120)
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(versions)
@@ -347,17 +243,40 @@ class ModelsWindow(QMainWindow):
     def _on_changed(self, champion: ModelSummary) -> None:
         self.statusBar().showMessage(f"Version {champion.version} is the champion now.", 8000)
         self.reload()
+        self._refresh_main()
+
+    def _refresh_main(self) -> None:
         parent = self.parent()
         if parent is not None and hasattr(parent, "refresh_champion"):
             parent.refresh_champion()
 
+    @property
+    def retraining(self) -> bool:
+        return self.retrain_task is not None or (self.job is not None and self.job.running)
+
     def retrain(self) -> None:
-        if self.retrain_task is not None or not self._admin():
+        if self.retraining or not self._admin():
             return
         self.retrain_button.setEnabled(False)
-        self.retrain_progress.show()
-        self.statusBar().showMessage("Asking the worker to retrain…")
-        run_task(self.backend.retrain, self._on_enqueued, self._on_retrain_error)
+        self.error_label.hide()
+        run_task(self.backend.jobs_run_here, self._start_retrain, self._on_retrain_error)
+
+    def _start_retrain(self, here: bool) -> None:
+        if not here:
+            self.retrain_progress.show()
+            self.statusBar().showMessage("Asking the worker to retrain…")
+            run_task(self.backend.retrain, self._on_enqueued, self._on_retrain_error)
+            return
+        job = Job(RETRAIN, self.backend.settings, True, actor=ADMIN_ACTOR, parent=self)
+        job.finished.connect(
+            lambda outcome: self._on_retrain_result(RetrainOutcome.from_dict(outcome))
+        )
+        job.failed.connect(self._on_retrain_error)
+        self.job = job
+        self.job_panel.follow(job, "Retraining on this computer (no worker serves the queue)")
+        self.job_panel.show()
+        self.statusBar().showMessage("Retraining on this computer…")
+        job.start()
 
     def _on_enqueued(self, task_id: str) -> None:
         self.retrain_task = task_id
@@ -381,6 +300,7 @@ class ModelsWindow(QMainWindow):
         self._retrain_over()
         self.statusBar().showMessage(f"Retrain finished: {result.reason}", 15_000)
         self.reload()
+        self._refresh_main()
 
     def _on_retrain_error(self, error: BaseException) -> None:
         self._retrain_over()
@@ -389,12 +309,15 @@ class ModelsWindow(QMainWindow):
     def _retrain_over(self) -> None:
         self.poll.stop()
         self.retrain_task = None
+        self.job = None
+        self.job_panel.hide()
         self.retrain_progress.hide()
         self.retrain_button.setEnabled(True)
 
     def _on_error(self, error: BaseException) -> None:
         self.statusBar().showMessage(str(error), 15_000)
-        QMessageBox.warning(self, "Models", str(error))
+        self.error_label.setText(str(error))
+        self.error_label.show()
 
 
 def open_models_window(main: Any) -> ModelsWindow:

@@ -89,6 +89,10 @@ class SubmitPanel(QWidget):
         if row.submitted:
             self.answer.setText(row.submitted)
 
+    def set_labels(self, labels: list[str]) -> None:
+        self.label_box.clear()
+        self.label_box.addItems(labels)
+
     def set_busy(self, busy: bool) -> None:
         self.submit_button.setEnabled(not busy)
         if busy:

@@ -2,7 +2,8 @@
 
 The app runs for real on a copy of a data folder with a trained champion: photos are dropped
 and classified, one is submitted, a few wait for review, a second model version is trained,
-and each window is grabbed once its background work has finished.
+and each window is grabbed once its background work has finished. Get started runs on a
+fresh data folder: label folders dropped, what was found, the training as it runs, the result.
 
     .venv/bin/python scripts/screenshots.py [--home DIR] [--out docs/screenshots]
 
@@ -34,6 +35,7 @@ from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from core.config import Settings, load_settings  # noqa: E402
+from core.model.metrics import EpochStats  # noqa: E402
 from desktop.app import create_application, preferences  # noqa: E402
 from desktop.main_window import MainWindow  # noqa: E402
 from desktop.results import ROW_ROLE  # noqa: E402
@@ -162,6 +164,45 @@ def take(settings: Settings, dataset: Path, out: Path) -> list[tuple[Path, int]]
     return shots
 
 
+def take_get_started(home: Path, dataset: Path, out: Path) -> list[tuple[Path, int]]:
+    """Get started on the fresh data folder ``home``, from ``dataset``'s label folders."""
+    from desktop.get_started import open_get_started
+
+    shots: list[tuple[Path, int]] = []
+
+    def shoot(widget: QWidget, name: str) -> None:
+        shots.append((out / name, save(widget, out / name)))
+
+    settings = load_settings({}, overrides={"home": home, "backbone": "efficientnet_lite0"})
+    window = MainWindow(settings, preferences(settings))
+    window.resize(*SIZE)
+    window.show()
+    wait_until(lambda: window._champion_known, "the empty home")
+    shoot(window, "main-window-no-model.png")
+
+    get_started = open_get_started(window, sorted(p for p in dataset.iterdir() if p.is_dir()))
+    get_started.resize(*SIZE)
+    wait_until(lambda: get_started.preview is not None, "the preview of the label folders")
+    shoot(get_started, "get-started-preview.png")
+
+    get_started.start_import()
+    job = get_started.job
+    assert job is not None
+    panel = get_started.progress_page
+
+    def mid_training(stats: EpochStats) -> None:
+        if stats.epoch == settings.epochs // 2 + 1:  # the curves half drawn
+            shoot(get_started, "get-started-training.png")
+
+    job.epoch.connect(mid_training)
+    wait_until(lambda: get_started.outcome is not None, "the first training", timeout_s=600)
+    shoot(get_started, "get-started-result.png")
+    assert len(panel.history) == settings.epochs
+    get_started.close()
+    window.close()
+    return shots
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -182,7 +223,10 @@ def main() -> None:
         print("Training a second version for the models view…", flush=True)
         classifi(home, "train", "--backbone", "efficientnet_lite0")
         settings = load_settings({}, overrides={"home": home})
-        for path, size in take(settings, args.dataset, args.out):
+        shots = take(settings, args.dataset, args.out)
+        print("Getting started on a fresh data folder…", flush=True)
+        shots += take_get_started(Path(scratch) / "fresh", args.dataset, args.out)
+        for path, size in shots:
             print(
                 f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}  {size // 1024} KB"
             )

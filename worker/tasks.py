@@ -5,6 +5,9 @@ Periodic:
 - ``scheduled_ingest`` of ``settings.ingest_sources`` on ``settings.ingest_schedule`` (off
   while either is empty).
 
+Every minute, and when the consumer starts, a heartbeat: a front end that finds it fresh
+(:func:`worker_heartbeat`) knows a worker serves the queue and hands it jobs.
+
 On demand: ``retrain`` (forced by default). Every retrain holds core's maintenance lock, so
 two workers (or a worker and ``classifi retrain-check``) never retrain at once: the one that
 finds the lock taken stands down and says so in its outcome, instead of waiting. And the
@@ -22,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from huey import Huey
+from huey import Huey, crontab
 from huey.api import PeriodicTask, Task, TaskWrapper
 from huey.exceptions import TaskException
 from huey.signals import SIGNAL_ERROR
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: How the reason of a retrain that found the maintenance lock taken begins.
 STOOD_DOWN = "stood down"
+#: Where the consumer's heartbeat (a Unix time) is kept in the queue's storage.
+HEARTBEAT_KEY = "worker-heartbeat"
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,12 @@ def build_tasks(settings: Settings) -> WorkerTasks:
     def retrain(force: bool = True, actor: str = "worker") -> dict[str, Any]:
         return retrain_outcome(app, force=force, actor=actor)
 
+    def heartbeat() -> None:
+        huey.put(HEARTBEAT_KEY, time.time())
+
+    huey.on_startup()(heartbeat)
+    huey.periodic_task(crontab(), name="heartbeat")(heartbeat)
+
     scheduled_ingest = None
     if settings.ingest_schedule and settings.ingest_sources:
 
@@ -163,6 +175,12 @@ def enqueue_retrain(settings: Settings, *, actor: str, force: bool = True) -> st
     """Ask the workers to retrain now; returns the task id for :func:`task_result`."""
     result = worker_tasks(settings).retrain(force=force, actor=actor)
     return str(result.id)
+
+
+def worker_heartbeat(settings: Settings) -> float | None:
+    """When a consumer last said it serves ``settings.queue_url`` (a Unix time), or None."""
+    beat = worker_tasks(settings).huey.get(HEARTBEAT_KEY, peek=True)
+    return None if beat is None else float(beat)
 
 
 def task_result(

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from PIL import Image
 
+    from core.app.getting_started import ImportOutcome, ImportPreview
     from core.backup import BackupReport
     from core.ingest import IngestReport, Listing, ProgressCallback
     from core.loop.doctor import DoctorReport
@@ -401,6 +402,57 @@ class App:
         from core.loop.monitoring import loop_snapshot
 
         return loop_snapshot(self.registry)
+
+    # --- Getting started ---------------------------------------------------------------------
+    def preview_import(
+        self, paths: Sequence[Path], *, progress: Callable[[int, int], None] | None = None
+    ) -> ImportPreview:
+        """What importing the label folders ``paths`` name would do (every photo is read and
+        checked; nothing is stored)."""
+        from core.app.getting_started import preview_import
+
+        return preview_import(self.settings, self.registry, paths, progress=progress)
+
+    def import_photos(
+        self,
+        preview: ImportPreview,
+        *,
+        stored: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
+    ) -> ImportOutcome:
+        """Store a preview's photos, save the label set and train on them, under the
+        maintenance lock; this app takes the new labels."""
+        from core.app.getting_started import import_photos
+
+        with self.maintenance("import"):
+            outcome = import_photos(
+                self.settings,
+                self.registry,
+                self.store,
+                preview,
+                actor=self.actor,
+                stored=stored,
+                progress=progress,
+            )
+        self.settings = self.settings.model_copy(update={"labels": tuple(outcome.labels)})
+        if outcome.champion:
+            self._serve_new_champion()
+        return outcome
+
+    def home_labels(self) -> list[str]:
+        """The labels of the home's training photos (none in a fresh home)."""
+        from core.app.getting_started import home_labels
+
+        return home_labels(self.settings, self.registry)
+
+    def install_model(self, data: bytes) -> ModelSummary | None:
+        """Make a shipped model file the champion of a home with no model yet (else None)."""
+        from core.app.getting_started import install_model
+
+        installed = install_model(self.settings, self.registry, self.store, data, actor=self.actor)
+        if installed is not None:
+            self._serve_new_champion()
+        return installed
 
     def reembed(self, backbone_id: str | None = None) -> ReembedReport:
         """Fill the embedding cache of a backbone, under the maintenance lock."""

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.config import Settings
-from core.errors import Conflict, TrainingRefused, UnknownLabel
+from core.errors import Cancelled, Conflict, TrainingRefused
 from core.loop.moves import Checkpoint, claim_move, no_checkpoint, resume_moves
 from core.model.training import (
     LabelledPhoto,
@@ -185,6 +185,10 @@ def _carry_out(
                 reason=reason,
                 run_id=run_id,
             )
+        except Cancelled:
+            # Training leaves no model; the moves are done, so the photos join the training set.
+            _close_run(registry, run_id, None, False, f"cancelled by {actor} before a candidate")
+            raise
         candidate_id = result.version_id
     checkpoint("retrain:candidate-trained")
     with registry.session() as session:
@@ -249,8 +253,9 @@ def gate(
     """Promote the candidate if it passes the gate, else mark it refused.
 
     Passing means accuracy on the holdout at or above ``settings.promotion_floor`` and not
-    below the champion's on the same photos (no comparison without a champion, or when the
-    champion knows other labels). A candidate already decided keeps its decision.
+    below the champion's on the same photos (no comparison without a champion). A champion
+    that knows other labels cannot be compared with: the candidate stays a candidate, for an
+    admin to promote. A candidate already decided keeps its decision.
     """
     floor = settings.promotion_floor
     candidate = get_version(registry, candidate_id)
@@ -268,13 +273,25 @@ def gate(
     accuracy = float(evaluate_version(settings, registry, store, candidate_id, photos)["accuracy"])
     current = champion(registry)
     champion_accuracy = None
+    if current is not None and set(current.labels) != set(candidate.labels):
+        reason = (
+            f"champion v{current.id} knows the labels {', '.join(current.labels)}, the candidate "
+            f"{', '.join(candidate.labels)}: an admin promotes the first model of a new label set"
+        )
+        log.info("gate on version %s: %s", candidate_id, reason)
+        return GateDecision(
+            candidate_version=candidate_id,
+            promoted=False,
+            reason=reason,
+            floor=floor,
+            holdout_size=len(photos),
+            candidate_accuracy=accuracy,
+            champion_version=current.id,
+        )
     if current is not None:
-        try:
-            champion_accuracy = float(
-                evaluate_version(settings, registry, store, current.id, photos)["accuracy"]
-            )
-        except UnknownLabel:
-            current = None  # another label set: nothing to compare with
+        champion_accuracy = float(
+            evaluate_version(settings, registry, store, current.id, photos)["accuracy"]
+        )
 
     if accuracy < floor:
         promoted = False

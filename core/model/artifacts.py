@@ -1,9 +1,9 @@
 """Model artifacts: one ``.pth`` per trained head, versioned under ``model/YYYY-MM-DD/``.
 
-The file is ``torch.save`` of a plain dict (tensors, strings, numbers, lists, dicts). It is
-read without torch by a restricted unpickler (:mod:`core.model.pth`), stricter than
-``torch.load(weights_only=True)``: opening a model never runs code from the file, and a
-process that only predicts never imports torch.
+The file is in ``torch.save``'s format: a plain dict (tensors, strings, numbers, lists,
+dicts). It is written and read without torch (:mod:`core.model.pth`; the reader is stricter
+than ``torch.load(weights_only=True)``): opening a model never runs code from the file, and
+neither training nor prediction needs torch for it.
 
 Names: ``dinov2_classifier_N.pth`` for the specification's backbone and
 ``<backbone>_classifier_N.pth`` for others, so a file's name never claims a backbone its head
@@ -12,7 +12,6 @@ cannot work with. N counts up within the day across every backbone (the Nth mode
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from sqlalchemy import select
 from core.errors import ModelError
 from core.model.calibration import Calibration
 from core.model.head import LinearHead
-from core.model.pth import load_pth
+from core.model.pth import load_pth, save_pth
 from core.registry import ModelVersion, Registry
 from core.store import MODEL_PREFIX, ObjectStore, check_key, model_day_prefix
 
@@ -79,18 +78,13 @@ class ModelArtifact:
 
 
 def serialize_artifact(artifact: ModelArtifact) -> bytes:
-    """The artifact's bytes (``torch.save``), verified by reading them back the way every
-    predictor reads them before anyone uploads them."""
-    import torch  # only training writes models
-
-    buffer = io.BytesIO()
-    state = {name: torch.from_numpy(np.array(array)) for name, array in artifact.state_dict.items()}
+    """The artifact's bytes (as ``torch.save`` writes them, without torch), verified by reading
+    them back the way every predictor reads them before anyone uploads them."""
+    state = {name: np.array(array) for name, array in artifact.state_dict.items()}
     content = {"format": ARTIFACT_FORMAT, "state_dict": state, **artifact.metadata()}
     if artifact.calibration is not None:
-        record = artifact.calibration.as_record()
-        content["calibration"] = {**record, "bank": torch.from_numpy(np.array(record["bank"]))}
-    torch.save(content, buffer)
-    data = buffer.getvalue()
+        content["calibration"] = artifact.calibration.as_record()  # the bank as an array
+    data = save_pth(content)
     reloaded = load_artifact(data)
     for name, array in artifact.state_dict.items():
         if not np.array_equal(reloaded.state_dict[name], array):

@@ -1,8 +1,10 @@
-"""Reading ``torch.save`` files without torch: a zip of one pickle plus raw tensor storages.
+"""``torch.save`` files without torch: a zip of one pickle plus raw tensor storages.
 
 The unpickler is restricted like ``torch.load(weights_only=True)``, only tighter: the globals
 that rebuild a tensor become numpy, ``OrderedDict`` is allowed, and every other global is
-refused, so opening a file never runs code from it. Writing stays torch's ``torch.save``.
+refused, so opening a file never runs code from it. The writer (:func:`save_pth`) writes
+numpy arrays as the tensors ``torch.save`` would, so a process without torch (the desktop
+bundle) saves models that ``torch.load(weights_only=True)`` reads.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 # torch's storage classes, named as torch.save pickles them, and the dtype of their bytes.
-_STORAGE_DTYPES = {
+_STORAGE_DTYPES: dict[str, str] = {
     "DoubleStorage": "f8",
     "FloatStorage": "f4",
     "HalfStorage": "f2",
@@ -113,3 +115,84 @@ def load_pth(data: bytes) -> Any:
             return np.frombuffer(archive.read(f"{root}data/{key}"), dtype=prefix + dtype)
 
         return _Unpickler(archive.read(pickles[0]), storage).load()
+
+
+# --- Writing ------------------------------------------------------------------------------
+
+_STORAGE_NAMES = {
+    np.dtype(dtype).newbyteorder("<"): name for name, dtype in _STORAGE_DTYPES.items()
+}
+ARCHIVE = "archive"  # torch.save's top-level folder in the zip
+ARCHIVE_VERSION = "3\n"  # the zip layout version torch.save writes
+
+
+@dataclass(frozen=True)
+class _Global:
+    """A global pickled by name (``GLOBAL module name``), never imported here."""
+
+    module: str
+    name: str
+
+    def __call__(self, *args: Any) -> Any:  # pickle requires a reducer's function be callable
+        raise TypeError(f"{self.module}.{self.name} is only written, never called")
+
+
+_REBUILD_TENSOR = _Global("torch._utils", "_rebuild_tensor_v2")
+
+
+@dataclass(frozen=True)
+class _Storage:
+    key: str
+    storage_type: _Global
+    numel: int
+
+
+def _save_named(pickler: Any, obj: _Global) -> None:
+    """Pickle ``obj`` as the global it names (the stubs do not declare these methods)."""
+    pickler.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+    pickler.memoize(obj)
+
+
+class _Pickler(pickle._Pickler):  # the pure-Python pickler: its dispatch table is extensible
+    dispatch: ClassVar[dict[type, Callable[[Any, Any], None]]] = {
+        **pickle._Pickler.dispatch,
+        _Global: _save_named,
+    }
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=2)  # torch.save's protocol
+        self.storages: list[bytes] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        if not isinstance(obj, np.ndarray):
+            return NotImplemented
+        array = np.array(obj, dtype=obj.dtype.newbyteorder("<"), order="C")  # keeps 0-d
+        if array.dtype not in _STORAGE_NAMES:
+            raise pickle.PicklingError(f"no torch storage for arrays of {obj.dtype}")
+        storage = _Storage(
+            str(len(self.storages)), _Global("torch", _STORAGE_NAMES[array.dtype]), array.size
+        )
+        self.storages.append(array.tobytes())
+        strides = tuple(step // array.itemsize for step in array.strides)
+        args: tuple[Any, ...] = (storage, 0, array.shape, strides, False, OrderedDict())
+        return _REBUILD_TENSOR, args
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, _Storage):
+            return ("storage", obj.storage_type, obj.key, "cpu", obj.numel)
+        return None
+
+
+def save_pth(value: Any) -> bytes:
+    """``value`` (plain data, numpy arrays as tensors) as the bytes ``torch.save`` writes."""
+    pickled = io.BytesIO()
+    pickler = _Pickler(pickled)
+    pickler.dump(value)
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(f"{ARCHIVE}/data.pkl", pickled.getvalue())
+        archive.writestr(f"{ARCHIVE}/byteorder", "little")
+        for key, data in enumerate(pickler.storages):
+            archive.writestr(f"{ARCHIVE}/data/{key}", data)
+        archive.writestr(f"{ARCHIVE}/version", ARCHIVE_VERSION)
+    return output.getvalue()

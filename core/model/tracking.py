@@ -7,6 +7,10 @@ goes through an explicit ``MlflowClient`` for that URI: no global MLflow state, 
 The registered MLflow version holds the very ``.pth`` published to the store. It is not an
 MLflow "flavor" model on purpose: a head is useless without its backbone, and the artifact
 records which backbone and preprocessing it needs.
+
+MLflow is optional: where it is not installed (the desktop bundle, which has no MLflow UI to
+open either), a training is an :class:`UntrackedRun` and the registry alone records it; its
+version keeps the params, metrics and per-epoch history all the same.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.errors import ModelError
+from core.model.runtimes import installed
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -162,6 +167,44 @@ class TrainingRun:
         """End the run as FINISHED, FAILED or KILLED."""
         with _mlflow_errors(self.settings, "ending the run"):
             self.client.set_terminated(self.run_id, status=status)
+
+
+class UntrackedRun:
+    """A training where MLflow is not installed: nothing is tracked, nothing fails for it."""
+
+    run_id: str | None = None
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        pass
+
+    def log_dict(self, data: dict[str, Any], filename: str) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        pass
+
+    def register_model(self, data: bytes, filename: str) -> str | None:
+        return None
+
+    def delete_model_version(self, version: str) -> None:
+        pass
+
+    def finish(self, status: str = "FINISHED") -> None:
+        pass
+
+
+def mlflow_available() -> bool:
+    return installed("mlflow")
+
+
+def start_run(
+    settings: Settings, *, run_name: str, params: dict[str, Any]
+) -> TrainingRun | UntrackedRun:
+    """A tracked run where MLflow is installed, else an untracked one (logged once)."""
+    if mlflow_available():
+        return TrainingRun.start(settings, run_name=run_name, params=params)
+    log.info("MLflow is not installed here: the training is recorded in the registry only")
+    return UntrackedRun()
 
 
 def set_champion_alias(settings: Settings, mlflow_version: str) -> None:

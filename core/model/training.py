@@ -1,4 +1,6 @@
-"""Training: a linear head on cached embeddings, tracked in MLflow, published as a version.
+"""Training: a linear head on cached embeddings, tracked in MLflow (where it is installed),
+published as a version. The head trains with torch where it is installed, else with numpy
+(:mod:`core.model.fitting`: the same training), and the trainer is recorded in the params.
 
 The steps are ordered so that a training that fails at any point leaves no model behind:
 the artifact is serialized and verified in memory, registered in MLflow, uploaded to the
@@ -22,7 +24,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core.config import Settings
-from core.errors import ClassifiError, TrainingRefused, UnknownLabel
+from core.errors import Cancelled, ClassifiError, TrainingRefused, UnknownLabel
 from core.model.artifacts import (
     ModelArtifact,
     next_artifact_key,
@@ -34,7 +36,7 @@ from core.model.backbones import ensure_export, get_backbone, resolve_backbone_i
 from core.model.calibration import calibrate
 from core.model.embeddings import EmbeddingCache
 from core.model.exports import probe_photos
-from core.model.fitting import fit_head
+from core.model.fitting import default_trainer, fit_head
 from core.model.metrics import (
     CALIBRATION_KEY,
     HISTORY_KEY,
@@ -43,7 +45,7 @@ from core.model.metrics import (
     flat_metrics,
 )
 from core.model.predictor import load_model
-from core.model.tracking import TrainingRun
+from core.model.tracking import TrainingRun, UntrackedRun, start_run
 from core.model.versions import champion, get_version, set_champion
 from core.registry import AuditEntry, ModelState, ModelVersion, Photo, PhotoStatus, Registry
 from core.store import ObjectStore
@@ -51,6 +53,9 @@ from core.store import ObjectStore
 log = logging.getLogger(__name__)
 
 #: ``progress(stage, done, total)``; stage is "embed" (photos not yet cached) or "train" (epochs).
+#: A progress that also has a method ``epoch(stats)`` gets each epoch's
+#: :class:`~core.model.metrics.EpochStats` (the desktop draws the curves as training runs).
+#: Raising :class:`~core.errors.Cancelled` from it stops the training, leaving no model.
 Progress = Callable[[str, int, int], None]
 
 
@@ -78,8 +83,8 @@ class TrainingResult:
     backbone_id: str
     labels: list[str]
     metrics: dict[str, Any]
-    mlflow_run_id: str
-    mlflow_version: str
+    mlflow_run_id: str | None  # None where MLflow is not installed
+    mlflow_version: str | None
     became_champion: bool
     counts: dict[str, int]  # photos per label in the whole dataset
     train_size: int
@@ -201,6 +206,7 @@ def train_model(
     # first photos as its parity probe): every process that predicts with the model finds it.
     ensure_export(backbone_id, settings, probe_photos=lambda: probe_photos(store, photos))
     backbone = get_backbone(backbone_id, settings)
+    trainer = default_trainer()
     vectors = _embed(settings, registry, store, backbone, photos, progress)
     targets = np.array([labels.index(str(photo.label)) for photo in photos])
     train, validation = validation_split(photos, settings.validation_fraction, settings.split_seed)
@@ -208,6 +214,7 @@ def train_model(
         "backbone": backbone_id,
         "backbone_weights_sha256": backbone.weights_sha256,
         "runtime": backbone.kind,
+        "trainer": trainer,
         "learning_rate": settings.learning_rate,
         "epochs": settings.epochs,
         "batch_size": settings.train_batch_size,
@@ -218,7 +225,8 @@ def train_model(
         "validation_size": len(validation),
         **{f"photos_{label}": count for label, count in counts.items()},
     }
-    run = TrainingRun.start(settings, run_name=f"{backbone_id}-{len(photos)}-photos", params=params)
+    run = start_run(settings, run_name=f"{backbone_id}-{len(photos)}-photos", params=params)
+    report_epoch = getattr(progress, "epoch", None)
 
     try:
 
@@ -233,6 +241,8 @@ def train_model(
                 },
                 stats.epoch,
             )
+            if report_epoch is not None:
+                report_epoch(stats)
             if progress:
                 progress("train", stats.epoch, settings.epochs)
 
@@ -246,6 +256,7 @@ def train_model(
             batch_size=settings.train_batch_size,
             seed=settings.split_seed,
             on_epoch=on_epoch,
+            trainer=trainer,
         )
         calibration = calibrate(
             head,
@@ -282,7 +293,7 @@ def train_model(
         version_id, key, mlflow_version = _publish(registry, store, run, artifact, actor)
     except BaseException as exc:
         with contextlib.suppress(ClassifiError):
-            run.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            run.finish("KILLED" if isinstance(exc, KeyboardInterrupt | Cancelled) else "FAILED")
         raise
     try:
         run.set_tags({"registry_version": version_id, "object_key": key})
@@ -317,8 +328,12 @@ def train_model(
 
 
 def _publish(
-    registry: Registry, store: ObjectStore, run: TrainingRun, artifact: ModelArtifact, actor: str
-) -> tuple[int, str, str]:
+    registry: Registry,
+    store: ObjectStore,
+    run: TrainingRun | UntrackedRun,
+    artifact: ModelArtifact,
+    actor: str,
+) -> tuple[int, str, str | None]:
     """Serialize, register in MLflow, upload, then record the version: (id, key, MLflow version).
 
     Until the registry row commits, any failure removes the file and the MLflow version.
@@ -362,7 +377,9 @@ def _publish(
     return row.id, key, mlflow_version
 
 
-def _undo(store: ObjectStore, run: TrainingRun, key: str, mlflow_version: str | None) -> None:
+def _undo(
+    store: ObjectStore, run: TrainingRun | UntrackedRun, key: str, mlflow_version: str | None
+) -> None:
     """Remove what a failed training wrote before its registry row: file and MLflow version.
 
     The key is deleted even if the upload seemed to fail: a write can land and its answer

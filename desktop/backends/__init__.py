@@ -35,7 +35,9 @@ def open_backend(settings: Settings, prefs: QSettings) -> Backend:
             url=str(prefs.value("server/url", DEFAULT_SERVER_URL)),
             api_key=str(prefs.value("server/api_key", "")) or None,
         )
-    return LocalBackend(settings)
+    from desktop.app import shipped_model
+
+    return LocalBackend(settings, shipped_model=shipped_model())
 
 
 __all__ = [

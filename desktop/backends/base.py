@@ -154,9 +154,14 @@ class Backend(ABC):
         self.check_admin()
         return self.api.rollback()
 
+    def jobs_run_here(self) -> bool:
+        """Whether retrains run in a child process of this app (local mode with no worker
+        serving the queue) rather than on a worker (:meth:`retrain`)."""
+        return False
+
     @abstractmethod
     def retrain(self) -> str:
-        """Ask the workers to retrain now; the task id (the desktop never trains itself)."""
+        """Ask the workers to retrain now; the task id."""
 
     @abstractmethod
     def retrain_result(self, task_id: str) -> RetrainOutcome | None:

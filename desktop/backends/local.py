@@ -1,20 +1,28 @@
 """Local mode: the product's use cases in this process, on the stores the settings name (an
-embedded SQLite registry and a folder by default), acting as ``desktop-admin``."""
+embedded SQLite registry and a folder by default), acting as ``desktop-admin``.
+
+Long jobs (imports, retrains) run in a child process (:mod:`desktop.jobs`) unless a worker
+serves the queue: one whose heartbeat is fresh gets the retrain, as the edge server's do. A
+fresh home gets the model shipped with the app (if any) as its champion."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from core.app import App
 from core.config import Settings
 from core.errors import ClassifiError
-from core.wire import Prediction, RetrainOutcome, Submission
+from core.wire import ModelSummary, Prediction, RetrainOutcome, Submission
 from desktop.backends.base import LOCAL, Backend, Queued
 
 ADMIN_ACTOR = "desktop-admin"
+#: A worker whose heartbeat is younger than this serves the queue (it beats every minute).
+HEARTBEAT_FRESH_S = 180.0
 
 
 @contextlib.contextmanager
@@ -39,13 +47,41 @@ class LocalBackend(Backend):
     mode = LOCAL
     api: App
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, shipped_model: Path | None = None) -> None:
         super().__init__(settings, App(settings, actor=ADMIN_ACTOR))
+        self.shipped_model = shipped_model
         self._first_load = threading.Lock()
+        self._install = threading.Lock()
         self._model_loaded = False
 
     def describe(self) -> str:
         return "Local"
+
+    def champion(self) -> ModelSummary | None:
+        """The champion; in a home without any model, the shipped one becomes it."""
+        return super().champion() or self._install_shipped()
+
+    def _install_shipped(self) -> ModelSummary | None:
+        """The shipped model as champion of a home without any model (else nothing)."""
+        if self.shipped_model is None:
+            return None
+        with self._install:  # the first classification and the status bar may race here
+            return self.api.install_model(self.shipped_model.read_bytes())
+
+    def use_labels(self, labels: Sequence[str]) -> None:
+        """Take the label set an import saved in the home (from now on in this process too)."""
+        self.settings = self.settings.model_copy(update={"labels": tuple(labels)})
+        self.api.settings = self.settings
+
+    def worker_serves_queue(self) -> bool:
+        """Whether a worker's heartbeat on this home's queue is fresh."""
+        from worker.tasks import worker_heartbeat
+
+        beat = worker_heartbeat(self.settings)
+        return beat is not None and time.time() - beat < HEARTBEAT_FRESH_S
+
+    def jobs_run_here(self) -> bool:
+        return not self.worker_serves_queue()
 
     def _load_model_once(self) -> None:
         """The first model load, with the collector paused (see :func:`collector_paused`).
@@ -56,6 +92,7 @@ class LocalBackend(Backend):
             self._model_loaded = True
             # A failure (e.g. NoChampion) is the classification's to report.
             with collector_paused(), contextlib.suppress(ClassifiError):
+                self._install_shipped()
                 self.api.load_model()  # torch, timm and the weights load here
 
     def classify(self, photos: Sequence[bytes]) -> list[Prediction | ClassifiError]:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from desktop.backends import Backend, Queued
 from desktop.main_window import MainWindow
 from desktop.models_view import ModelsWindow
 from tests.services import stop_process
+from worker.tasks import worker_heartbeat
 
 pytestmark = pytest.mark.gui
 
@@ -57,7 +59,8 @@ def submit(backend: Backend, photo: Path, label: str) -> Submission | Queued:
 
 @contextlib.contextmanager
 def worker_on(home: Path, log: Path) -> Iterator[None]:
-    """A real ``classifi worker`` on ``home`` while the block runs (its stderr in ``log``)."""
+    """A real ``classifi worker`` on ``home`` while the block runs (its stderr in ``log``),
+    once its heartbeat says it serves the queue."""
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("CLASSIFI_")
     }
@@ -72,20 +75,34 @@ def worker_on(home: Path, log: Path) -> Iterator[None]:
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
     )
+    settings = load_settings({}, overrides={"home": home})
     try:
+        deadline = time.monotonic() + 60
+        while worker_heartbeat(settings) is None:
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the worker never beat"
+            time.sleep(0.2)
         yield
     finally:
         stop_process(worker)
 
 
-def retrain_now(qtbot: QtBot, models: ModelsWindow) -> None:
-    """Press "Retrain now" and wait until the models window says the retrain finished."""
+def retrain_now(qtbot: QtBot, models: ModelsWindow, *, by_worker: bool = True) -> None:
+    """Press "Retrain now" and wait until the models window says the retrain finished: on a
+    worker (its task id and busy bar) or in a child process of the app (its job panel)."""
     models.retrain_button.click()
-    qtbot.waitUntil(lambda: models.retrain_task is not None, timeout=30_000)
-    assert models.retrain_progress.isVisibleTo(models)
-    qtbot.waitUntil(lambda: models.retrain_task is None, timeout=300_000)
+    if by_worker:
+        qtbot.waitUntil(lambda: models.retrain_task is not None, timeout=30_000)
+        assert models.retrain_progress.isVisibleTo(models) and models.job is None
+    else:
+        qtbot.waitUntil(lambda: models.job is not None, timeout=30_000)
+        assert models.job_panel.isVisibleTo(models) and models.retrain_task is None
+    qtbot.waitUntil(lambda: not models.retraining, timeout=300_000)
     assert models.retrain_button.isEnabled() and not models.retrain_progress.isVisibleTo(models)
-    assert models.statusBar().currentMessage().startswith("Retrain finished")
+    assert not models.job_panel.isVisibleTo(models)
+    assert models.statusBar().currentMessage().startswith("Retrain finished"), (
+        models.error_label.text()
+    )
 
 
 @pytest.fixture(scope="session")

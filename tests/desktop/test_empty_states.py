@@ -1,4 +1,5 @@
-"""The app on a fresh home: helpful empty states, and bad input shown on its own row."""
+"""The app on a fresh home: a helpful empty state; and bad input shown on its own row (with a
+model: on a fresh home a drop is taken for label folders, for Get started)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def test_fresh_home_says_train_a_model(open_window, settings) -> None:
 
 
 def test_corrupt_file_is_an_error_on_that_photo_only(
-    open_window, settings, qtbot, tmp_path: Path, dataset_photos
+    open_window, trained_settings, qtbot, tmp_path: Path, dataset_photos
 ) -> None:
-    window = open_window(settings)
+    window = open_window(trained_settings)
     broken = tmp_path / "broken.jpg"
     data = dataset_photos["grass"][0].read_bytes()
     broken.write_bytes(data[: len(data) // 3])

@@ -1,11 +1,14 @@
 """The models view: versions with the champion marked, promote and rollback, the plots and
-the training curves."""
+the training curves; Retrain now on a worker, or in the app when no worker serves the queue,
+with Cancel."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
-from core.registry import ModelVersion, Registry
+from core.app import App
+from core.registry import ModelVersion, Registry, RetrainRun
 from core.wire import ModelState
 from desktop.models_view import open_models_window
 from tests.desktop.conftest import retrain_now, worker_on
@@ -127,3 +130,54 @@ def test_a_version_without_history_shows_the_empty_state(
     assert models.curves.chart().series() == []
     assert models.curves.chart().title() == "Version 1: no curves recorded for this version"
     assert models.confusion.matrix  # its validation plots still show
+
+
+def signed_in_models(open_window, settings, qtbot):
+    window = open_window(settings)
+    window.backend.choose_admin_password("admin password")
+    window.backend.sign_in("admin password")
+    models = open_models_window(window)
+    qtbot.waitUntil(lambda: models.table.rowCount() == 1)
+    return window, models
+
+
+def test_retrain_now_runs_in_the_app_when_no_worker_serves_the_queue(
+    open_window, trained_settings, qtbot
+) -> None:
+    window, models = signed_in_models(open_window, trained_settings, qtbot)
+    assert window.backend.jobs_run_here()  # no worker has ever beaten on this queue
+    epochs: list = []
+    models.retrain_button.click()
+    qtbot.waitUntil(lambda: models.job is not None, timeout=30_000)
+    models.job.epoch.connect(epochs.append)
+    qtbot.waitUntil(lambda: not models.retraining, timeout=300_000)
+    assert models.statusBar().currentMessage().startswith("Retrain finished")
+    assert [stats.epoch for stats in epochs] == list(range(1, trained_settings.epochs + 1))
+    qtbot.waitUntil(lambda: models.table.rowCount() == 2, timeout=30_000)
+    with App(trained_settings, actor="tests") as app:
+        with app.registry.session() as session:
+            run = session.scalars(select(RetrainRun)).one()
+        assert run.finished_at is not None and run.candidate_version_id == 2
+        assert app.doctor().clean and app.lock_holder() is None
+
+
+def test_cancel_mid_training_leaves_nothing_half_made(open_window, trained_settings, qtbot) -> None:
+    # Many epochs, so that Cancel surely arrives while the head trains.
+    long_training = trained_settings.model_copy(update={"epochs": 3000})
+    _window, models = signed_in_models(open_window, long_training, qtbot)
+    models.retrain_button.click()
+    qtbot.waitUntil(lambda: models.job is not None, timeout=30_000)
+    job = models.job
+    job.progress.connect(lambda stage, done, _total: stage == "train" and models.job_panel.cancel())
+    qtbot.waitUntil(lambda: not models.retraining, timeout=300_000)
+    assert job.cancelled and "Cancelled" in models.error_label.text()
+    assert models.retrain_button.isEnabled() and not models.job_panel.isVisibleTo(models)
+    assert models.job_panel.bars["train"].value() < 3000
+    with App(trained_settings, actor="tests") as app:
+        assert [version.version for version in app.versions()] == [1]
+        assert len(list(app.store.list("model/"))) == 1
+        with app.registry.session() as session:
+            run = session.scalars(select(RetrainRun)).one()
+        assert run.finished_at is not None and run.reason.startswith("cancelled by desktop-admin")
+        assert run.candidate_version_id is None
+        assert app.doctor().clean and app.lock_holder() is None

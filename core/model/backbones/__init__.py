@@ -44,6 +44,7 @@ from core.model.runtimes.files import (
     find_export,
     latest_export,
     missing_export_error,
+    search_dirs,
     writable_dir,
 )
 from core.model.runtimes.selection import Selection, recorded, select
@@ -106,8 +107,24 @@ def resolve_backbone_id(settings: Settings) -> str:
 
 
 def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
-    """The sha256 of the weights file ``backbone_id`` loads on this machine."""
-    return file_sha256(backbone_module(backbone_id).weights_file(settings))
+    """The sha256 of the weights file ``backbone_id`` loads on this machine. Where torch is
+    not installed the weights are of no use and may be absent (a bundle ships the exported
+    network only): the newest export in the search folders stands for them."""
+    module = backbone_module(backbone_id)
+    if not installed("torch"):
+        export = latest_export(settings, module.ID)
+        if export is not None:
+            return str(export.record["weights_sha256"])
+    try:
+        return file_sha256(module.weights_file(settings))
+    except ImportError:  # the package that ships the weights is not installed either
+        folders = ", ".join(str(folder) for folder in search_dirs(settings))
+        raise ModelError(
+            f"No exported {module.ID} network in {folders}, and neither torch nor the "
+            f"backbone's weights are installed here. Fix: run `{EXPORT_COMMAND}` where torch "
+            "is installed, then point the setting runtime_search_path "
+            "(CLASSIFI_RUNTIME_SEARCH_PATH) at the folder it wrote."
+        ) from None
 
 
 ProbePhotos = Callable[[], Sequence[Image.Image]]

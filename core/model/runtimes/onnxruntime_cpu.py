@@ -20,7 +20,8 @@ def available() -> bool:
 
 
 def precisions() -> tuple[str, ...]:
-    return (FP32, INT8)
+    # The int8 copy is made by ONNX Runtime's quantiser, which needs the onnx package.
+    return (FP32, INT8) if installed("onnx") else (FP32,)
 
 
 class OnnxRuntimeEngine:
