@@ -20,7 +20,6 @@ champion of a home that has no model yet, so a fresh install classifies out of t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -43,8 +42,8 @@ from core.ingest import IngestReport, Listing, Skipped, SourceItem, ingest
 from core.ingest.fetching import Fetcher, fetch_photo
 from core.loop.policy import gate
 from core.model.training import Progress, TrainingResult, train_model
-from core.model.versions import champion, get_version
-from core.registry import AuditEntry, ModelState, ModelVersion, Photo, PhotoStatus, Registry
+from core.model.versions import add_candidate, champion, get_version
+from core.registry import ModelState, ModelVersion, Photo, PhotoStatus, Registry
 from core.store import ObjectStore, label_prefix
 from core.wire import GateDecision, ModelSummary
 
@@ -478,27 +477,15 @@ def install_model(
     store.put(key, data)  # before its row: a crash leaves a file the next training removes
     try:
         with registry.session() as session:
-            row = ModelVersion(
-                object_key=key,
-                backbone_id=artifact.backbone_id,
-                labels=artifact.labels,
-                metrics=artifact.metrics,
-                params=artifact.params,
-                dataset_fingerprint=artifact.dataset_fingerprint,
-                artifact_sha256=hashlib.sha256(data).hexdigest(),
-                state=ModelState.CANDIDATE,
+            version_id = add_candidate(
+                session,
+                artifact,
+                key,
+                data,
+                actor=actor,
+                action="install",
+                detail={"backbone": artifact.backbone_id, "source": "shipped with the app"},
             )
-            session.add(row)
-            session.flush()
-            session.add(
-                AuditEntry(
-                    actor=actor,
-                    action="install",
-                    model_version_id=row.id,
-                    detail={"backbone": artifact.backbone_id, "source": "shipped with the app"},
-                )
-            )
-            version_id = row.id
     except Conflict:
         return None  # another process installed it meanwhile, under this very key
     chosen = set_champion(

@@ -46,8 +46,8 @@ from core.model.metrics import (
 )
 from core.model.predictor import load_model
 from core.model.tracking import TrainingRun, UntrackedRun, start_run
-from core.model.versions import champion, get_version, set_champion
-from core.registry import AuditEntry, ModelState, ModelVersion, Photo, PhotoStatus, Registry
+from core.model.versions import add_candidate, champion, get_version, set_champion
+from core.registry import Photo, PhotoStatus, Registry
 from core.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -345,27 +345,16 @@ def _publish(
         mlflow_version = run.register_model(data, key.rsplit("/", 1)[1])
         store.put(key, data)
         with registry.session() as session:
-            row = ModelVersion(
-                object_key=key,
-                backbone_id=artifact.backbone_id,
-                labels=artifact.labels,
-                metrics=artifact.metrics,
-                params=artifact.params,
-                dataset_fingerprint=artifact.dataset_fingerprint,
-                artifact_sha256=hashlib.sha256(data).hexdigest(),
+            version_id = add_candidate(
+                session,
+                artifact,
+                key,
+                data,
+                actor=actor,
+                action="train",
+                detail={"backbone": artifact.backbone_id, **flat_metrics(artifact.metrics)},
                 mlflow_run_id=run.run_id,
                 mlflow_version=mlflow_version,
-                state=ModelState.CANDIDATE,
-            )
-            session.add(row)
-            session.flush()
-            session.add(
-                AuditEntry(
-                    actor=actor,
-                    action="train",
-                    model_version_id=row.id,
-                    detail={"backbone": artifact.backbone_id, **flat_metrics(artifact.metrics)},
-                )
             )
     except BaseException:
         _undo(store, run, key, mlflow_version)
@@ -374,7 +363,7 @@ def _publish(
     # file between its upload and the row; put it back.
     if not store.exists(key):
         store.put(key, data)
-    return row.id, key, mlflow_version
+    return version_id, key, mlflow_version
 
 
 def _undo(

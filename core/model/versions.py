@@ -6,9 +6,12 @@ for people browsing MLflow; when MLflow cannot be updated the registry still dec
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.errors import ClassifiError, NotFound
@@ -16,6 +19,9 @@ from core.model import tracking
 from core.registry import AuditEntry, ChampionHistory, ModelState, ModelVersion, Registry
 from core.registry.models import utcnow
 from core.wire import ModelSummary
+
+if TYPE_CHECKING:
+    from core.model.artifacts import ModelArtifact
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,37 @@ def summary_of(row: ModelVersion) -> ModelSummary:
         created_at=row.created_at,
         promoted_at=row.promoted_at,
     )
+
+
+def add_candidate(
+    session: Session,
+    artifact: ModelArtifact,
+    key: str,
+    data: bytes,
+    *,
+    actor: str,
+    action: str,
+    detail: dict[str, Any],
+    **tracking: str | None,
+) -> int:
+    """Add the candidate version of the artifact stored at ``key`` (its bytes ``data``) and
+    its audit entry, in the caller's transaction; its id. ``tracking``: the MLflow run id and
+    version, for a trained model."""
+    row = ModelVersion(
+        object_key=key,
+        backbone_id=artifact.backbone_id,
+        labels=artifact.labels,
+        metrics=artifact.metrics,
+        params=artifact.params,
+        dataset_fingerprint=artifact.dataset_fingerprint,
+        artifact_sha256=hashlib.sha256(data).hexdigest(),
+        state=ModelState.CANDIDATE,
+        **tracking,
+    )
+    session.add(row)
+    session.flush()
+    session.add(AuditEntry(actor=actor, action=action, model_version_id=row.id, detail=detail))
+    return row.id
 
 
 def champion(registry: Registry) -> ModelVersion | None:
