@@ -257,11 +257,13 @@ def main() -> None:
         "CLASSIFI_HOME": str(home),
         "CLASSIFI_BACKBONE": "efficientnet_lite0",
         "CLASSIFI_RETRAIN_SCHEDULE": "* * * * *",
-        # Every client here is one address: the soak loads the stores, not the rate limits.
+        # Every client here is one address and one submitter: the soak loads the stores, not
+        # the rate limits or the pending quota.
         **{
             f"CLASSIFI_RATE_LIMIT_{route}": "1000000 per minute"
             for route in ("PREDICT", "SUBMIT", "OTHER")
         },
+        "CLASSIFI_MAX_PENDING_PER_SUBMITTER": "1000000",
     }
     logs = {"server": work / "server.log", "worker": work / "worker.log"}
     server = start(["serve", "--port", str(port), "--workers", "2"], env, logs["server"])
