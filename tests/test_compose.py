@@ -16,6 +16,7 @@ import yaml
 
 from core.app import App
 from core.config import load_settings
+from tests.services import free_port
 from tests.worker.conftest import NEVER, poll
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,9 @@ def test_app_environment_runs_natively_against_real_servers(
     environment["CLASSIFI_QUEUE_URL"] = redis_url
     environment["CLASSIFI_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     environment["CLASSIFI_HOME"] = str(tmp_path / "home")
+    # The container's metrics address, natively: a free loopback port of this machine.
+    environment["CLASSIFI_WORKER_METRICS_HOST"] = "127.0.0.1"
+    environment["CLASSIFI_WORKER_METRICS_PORT"] = str(free_port())
 
     def manifest(name: str, photos: slice) -> Path:
         rows = [

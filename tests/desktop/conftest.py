@@ -71,6 +71,7 @@ def worker_on(home: Path, log: Path) -> Iterator[None]:
             "HF_HUB_OFFLINE": "1",
             "CLASSIFI_HOME": str(home),
             "CLASSIFI_BACKBONE": "efficientnet_lite0",
+            "CLASSIFI_WORKER_METRICS_PORT": "0",  # no metrics: port 9100 may be taken here
         },
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
