@@ -36,6 +36,7 @@ from core.config import Settings
 from core.errors import NoChampion
 from core.imaging import PHOTO_SUFFIXES, read_photo_file
 from core.wire import ModelSummary, Submission
+from desktop import backup_actions
 from desktop.backends import LOCAL, Backend, Queued, describe_submission, open_backend
 from desktop.classify_run import ClassifyRun
 from desktop.heatmap_view import HeatmapToggle
@@ -281,6 +282,11 @@ class MainWindow(QMainWindow):
         for action in (self.add_files_action, self.add_folder_action, self.export_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
+        self.backup_action = file_menu.addAction("Back up data…")
+        self.backup_action.triggered.connect(lambda: backup_actions.back_up(self))
+        self.restore_action = file_menu.addAction("Restore data…")
+        self.restore_action.triggered.connect(lambda: backup_actions.restore(self))
+        file_menu.addSeparator()
         self.settings_action = file_menu.addAction("Settings…")
         self.settings_action.triggered.connect(self.open_settings)
         quit_action = file_menu.addAction("Quit")
@@ -311,7 +317,8 @@ class MainWindow(QMainWindow):
     # Pages and status ----------------------------------------------------------------------
     def _show_page(self) -> None:
         local = self.backend.mode == LOCAL
-        self.import_action.setEnabled(local)
+        for action in (self.import_action, self.backup_action, self.restore_action):
+            action.setEnabled(local)  # a server's data is backed up where it runs
         self.get_started_button.setVisible(local)
         if not local:
             self.no_model_page.detail.setText(
