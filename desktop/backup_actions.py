@@ -1,8 +1,7 @@
 """File > Back up data… and Restore data…: the home's backup and restore (local mode).
 
 The backup runs on a pool thread while the app goes on (SQLite's online backup). A restore
-needs the admin, closes this app's stores, keeps the current data beside the restored one
-and reopens the app on it.
+needs the admin, keeps the current data beside the restored one and reopens the app on it.
 """
 
 from __future__ import annotations
@@ -59,17 +58,19 @@ def restore(main: MainWindow) -> None:
     if answer != QMessageBox.StandardButton.Yes:
         return
     main.statusBar().showMessage(f"Restoring {source}…")
-    failed = _failed(main, "The restore")
-
-    def refused(error: BaseException) -> None:
-        _reopen(main)  # the restore closed the stores first: the data is as it was
-        failed(error)
 
     def restored(_manifest: object) -> None:
-        _reopen(main)
+        # A new backend: the old one's loaded model and sign-in belong to the data set aside.
+        main.results.clear()
+        main.switch_backend(open_backend(main.settings, main.prefs))
         main.statusBar().showMessage(f"Restored the backup in {source}.")
 
-    run_task(lambda: backend.api.restore(Path(source), replace=True), restored, refused)
+    # A refused restore leaves the data as it was; the app reopens its stores on next use.
+    run_task(
+        lambda: backend.api.restore(Path(source), replace=True),
+        restored,
+        _failed(main, "The restore"),
+    )
 
 
 def _failed(main: MainWindow, what: str) -> Callable[[BaseException], None]:
@@ -78,8 +79,3 @@ def _failed(main: MainWindow, what: str) -> Callable[[BaseException], None]:
         main.statusBar().showMessage(f"{what} failed: {error}")
 
     return show
-
-
-def _reopen(main: MainWindow) -> None:
-    main.results.clear()
-    main.switch_backend(open_backend(main.settings, main.prefs))

@@ -4,6 +4,7 @@ recorded in the home, restricted by the setting, and shown by status with its re
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,26 @@ def test_a_recorded_measurement_is_reused_until_the_machine_changes(
     monkeypatch.setattr(selection_module, "machine", lambda threads: {"cpu": "another one"})
     with pytest.raises(AssertionError, match="measured again"):
         select(network, recorded.export)
+
+
+@pytest.mark.slow
+def test_a_recorded_measurement_answers_only_the_probe_it_was_made_on(
+    trained: TrainedSystem, tmp_path: Path
+) -> None:
+    """A shipped export may have the home's key but other probe photos: the home's record
+    of its own export is no measurement of that one."""
+    export = runtime_selection(EFFICIENTNET_LITE0, trained.settings).export
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for path in (export.onnx, export.sidecar):
+        shutil.copy(path, shipped / path.name)
+    with np.load(export.probe_path) as probe:
+        photos = {name: probe[name][::-1] for name in probe.files}  # the photos in other order
+    np.savez(shipped / export.probe_path.name, **photos)
+    other = Export(shipped / export.onnx.name, export.record)
+
+    assert selection_module.recorded(network_of(export, trained.settings), export) is not None
+    assert selection_module.recorded(network_of(other, trained.settings), other) is None
 
 
 @pytest.mark.slow
