@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -30,10 +31,25 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: Below Linux's ephemeral range (32768-60999): a port handed out here is never taken by an
+#: outgoing connection's source port before its server binds it, as port-0 picks can be.
+_SERVER_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, not handed out before in this process."""
+    for port in random.sample(_SERVER_PORTS, len(_SERVER_PORTS)):
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port between 20000 and 32767")
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
