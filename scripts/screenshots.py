@@ -2,13 +2,17 @@
 
 The app runs for real on a copy of a data folder with a trained champion: photos are dropped
 and classified, one is submitted, a few wait for review, a second model version is trained,
-and each window is grabbed once its background work has finished. Get started runs on a
-fresh data folder: label folders dropped, what was found, the training as it runs, the result.
+and each window is grabbed once its background work has finished: the main window, its
+heatmap, the submit panel, the admin window and its "Suspected mislabels" tab, the models view
+and the settings. Get started runs on a fresh data folder: label folders dropped, what was
+found, the training as it runs, the result.
 
     .venv/bin/python scripts/screenshots.py [--home DIR] [--out docs/screenshots]
 
 Without ``--home`` a champion is trained first (``classifi ingest`` and ``classifi train`` on
-the first photos of each label of the shared data set). The given home is never modified.
+the first photos of each label of the shared data set, and the last ``MISFILED_PER_LABEL``
+filed under the other label, as a careless import would: the label audit's to find). The
+given home is never modified.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from desktop.results import ROW_ROLE  # noqa: E402
 
 DEFAULT_DATASET = ROOT.parent / "shared" / "datasets" / "dandelion-grass"
 TRAIN_PER_LABEL = 30
+MISFILED_PER_LABEL = 2
 SIZE = (1000, 700)
 MAX_BYTES = 300_000
 ADMIN_PASSWORD = "screenshot admin password"
@@ -55,12 +60,18 @@ def classifi(home: Path, *args: str) -> None:
 
 
 def train_home(home: Path, dataset: Path) -> None:
-    """A champion trained by the CLI on the first photos of each label (linked, not copied)."""
+    """A champion trained by the CLI on the first photos of each label and a few misfiled
+    ones (linked, not copied)."""
     source = home.parent / "source"
-    for folder in sorted(path for path in dataset.iterdir() if path.is_dir()):
+    folders = sorted(path for path in dataset.iterdir() if path.is_dir())
+    for folder in folders:
         (source / folder.name).mkdir(parents=True)
-        for photo in sorted(folder.glob("*.jpg"))[:TRAIN_PER_LABEL]:
+    for folder, other in zip(folders, folders[1:] + folders[:1], strict=True):
+        photos = sorted(folder.glob("*.jpg"))
+        for photo in photos[:TRAIN_PER_LABEL]:
             (source / folder.name / photo.name).symlink_to(photo)
+        for photo in photos[-MISFILED_PER_LABEL:]:
+            (source / other.name / photo.name).symlink_to(photo)
     classifi(home, "ingest", str(source))
     classifi(home, "train", "--backbone", "efficientnet_lite0")
 
@@ -120,6 +131,11 @@ def take(settings: Settings, dataset: Path, out: Path) -> list[tuple[Path, int]]
     select_photo(window, 2)
     shoot(window, "main-window.png")
 
+    window.heatmap.box.setChecked(True)
+    wait_until(lambda: not window.heatmap.picture.pixmap().isNull(), "the heatmap")
+    shoot(window, "main-window-heatmap.png")
+    window.heatmap.box.setChecked(False)
+
     window.view_buttons.button(1).click()  # the list view
     select_photo(window, 5)
     row = window.proxy.index(5, 0).data(ROW_ROLE)
@@ -145,6 +161,18 @@ def take(settings: Settings, dataset: Path, out: Path) -> list[tuple[Path, int]]
         "the pending submissions",
     )
     shoot(admin, "admin-window.png")
+
+    admin.tabs.setCurrentWidget(admin.mislabels)
+    admin.mislabels.run_audit()
+    wait_until(
+        lambda: (
+            admin.mislabels.audit_button.isEnabled()
+            and admin.mislabels.preview.pixmap() is not None
+            and not admin.mislabels.preview.pixmap().isNull()
+        ),
+        "the label audit",
+    )
+    shoot(admin, "label-audit.png")
     admin.close()
 
     models = open_models_window(window)

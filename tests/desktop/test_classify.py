@@ -117,3 +117,49 @@ def test_sort_unsure_and_export(open_window, trained_settings, qtbot, unseen_pho
     for row in exported:
         assert row["prediction"] in ("dandelion", "grass")
         assert float(row["p_dandelion"]) + float(row["p_grass"]) == pytest.approx(1, abs=1e-3)
+
+
+def test_heatmap_toggle_draws_the_selected_photo_and_says_why_it_cannot(
+    open_window, trained_settings, qtbot, unseen_photos, tmp_path
+) -> None:
+    from PIL import Image
+    from PySide6.QtCore import QItemSelectionModel
+
+    photos = unseen_photos["dandelion"][:1] + unseen_photos["grass"][:1]
+    gone = tmp_path / "moved-away.jpg"
+    gone.write_bytes(unseen_photos["grass"][1].read_bytes())
+    window = open_window(trained_settings)
+    drop(window, [*photos, gone])
+    wait_done(qtbot, window)
+    gone.unlink()  # classified, then moved away before its heatmap is asked for
+    heatmap = window.heatmap
+
+    def select(path: Path) -> None:
+        position = next(
+            i
+            for i in range(window.proxy.rowCount())
+            if window.proxy.index(i, 0).data(ROW_ROLE).path == path
+        )
+        window.grid.selectionModel().select(
+            window.proxy.index(position, 0), QItemSelectionModel.SelectionFlag.ClearAndSelect
+        )
+
+    select(photos[0])
+    assert heatmap.box.isEnabled() and not heatmap.picture.isVisibleTo(window)
+    heatmap.box.setChecked(True)
+    for photo in photos:
+        select(photo)
+        qtbot.waitUntil(lambda: not heatmap.picture.pixmap().isNull(), timeout=60_000)
+        assert heatmap.note.text() == ""
+        drawn = heatmap.picture.pixmap()
+        with Image.open(photo) as image:
+            width, height = image.size
+        assert abs(drawn.width() / drawn.height() - width / height) < 0.05
+    assert set(heatmap.cache) == {str(photo) for photo in photos}
+
+    select(gone)
+    qtbot.waitUntil(lambda: heatmap.note.text().startswith("No heatmap:"), timeout=60_000)
+    assert heatmap.picture.pixmap().isNull()
+
+    heatmap.box.setChecked(False)
+    assert not heatmap.picture.isVisibleTo(window)
