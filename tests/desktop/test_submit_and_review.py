@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image, ImageOps
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtTest import QTest
 
 from core.errors import AuthError
 from core.registry import Photo, PhotoStatus
-from desktop.admin_window import open_admin_window
+from desktop.admin_window import SIMILAR_COUNT, open_admin_window
 from desktop.audit_view import AuditLogView
 from desktop.backends import LocalBackend
+from desktop.pending_model import ITEM_ROLE
 from tests.desktop.conftest import drop, submit
 
 pytestmark = pytest.mark.gui
@@ -142,3 +146,46 @@ def test_review_with_the_keyboard(admin, qtbot) -> None:
     assert actions.count("review.reject") == 1
     assert actions.count("review.undo") == 5
     assert {audit.table.item(row, 1).text() for row in range(len(actions))} >= {"desktop-admin"}
+
+
+def test_select_similar_then_one_key_labels_all_and_one_undo_restores_all(
+    open_window, trained_settings, qtbot, unseen_photos
+) -> None:
+    window = open_window(trained_settings)
+    backend = window.backend
+    photos = unseen_photos["dandelion"][20:28] + unseen_photos["grass"][20:28]
+    submitted = [submit(backend, photo, photo.parent.name) for photo in photos]
+    mirrored = io.BytesIO()
+    with Image.open(photos[0]) as original:
+        ImageOps.mirror(original.convert("RGB")).save(mirrored, format="JPEG", quality=90)
+    mirror = backend.submit(mirrored.getvalue(), "dandelion", source="mirror.jpg")
+    backend.choose_admin_password(PASSWORD)
+    backend.sign_in(PASSWORD)
+    admin = open_admin_window(window)
+    total = len(photos) + 1
+    assert total > SIMILAR_COUNT + 1  # so that "similar" is a real choice
+    qtbot.waitUntil(lambda: admin.model.rowCount() == total, timeout=30_000)
+
+    grid = admin.grid
+    anchor = next(
+        admin.proxy.index(row, 0)
+        for row in range(admin.proxy.rowCount())
+        if admin.proxy.index(row, 0).data(ITEM_ROLE).id == submitted[0].photo_id
+    )
+    grid.setCurrentIndex(anchor)
+    grid.setFocus()
+    QTest.keyClick(grid, Qt.Key.Key_S)
+    qtbot.waitUntil(lambda: len(admin.selected_items()) == SIMILAR_COUNT + 1, timeout=30_000)
+    chosen = [item.id for item in admin.selected_items()]
+    assert mirror.photo_id in chosen
+
+    QTest.keyClick(grid, Qt.Key.Key_2)  # one key labels them all "grass"...
+    QTest.keyClick(grid, Qt.Key.Key_A)  # ...and approves them
+    qtbot.waitUntil(lambda: admin.model.rowCount() == total - len(chosen))
+    after = statuses(backend)
+    assert all(after[photo_id] == ("validated", "grass") for photo_id in chosen)
+
+    QTest.keyClick(grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo
+    qtbot.waitUntil(lambda: admin.model.rowCount() == total)
+    assert all(statuses(backend)[photo_id][0] == "pending" for photo_id in chosen)
+    admin.close()
