@@ -12,7 +12,15 @@ Submissions are shared photos re-encoded at a random quality and crop, so each o
 Two reviewers racing for the same photo get a 409: that is counted apart, not as an error.
 It prints the requests and errors by kind, the RSS of every process after the warm-up and at
 the end, and every "database is locked" in any log. Goals: 0 errors, RSS growth < 10 % after
-the warm-up, no "database is locked". Usage:
+the warm-up, no "database is locked".
+
+The warm-up lasts until every process has done each kind of its work once: at least a fifth
+of the run (60 s at most) has passed, the worker has finished a retrain that promoted a
+champion (its first loads torch and the backbone, which stay: its steady state), and the
+server and the desktop have each served a promoted model (their first swap). The home is prepared (ingest,
+first training) in a child process, so the desktop's RSS is its own, not that of a training
+it never does here; each process's RSS counts its children (gunicorn's workers under the
+server) but not the processes measured apart. Usage:
 
     .venv/bin/python bench/soak.py [--minutes 10] [--clients 32] [--home HOME]
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import multiprocessing
 import os
 import random
 import signal
@@ -31,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -42,6 +51,8 @@ sys.path.insert(0, str(REPO_ROOT))
 DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "datasets" / "dandelion-grass"
 CLASSIFI = Path(sys.executable).with_name("classifi")
 LOCKED = "database is locked"
+SWITCHED = "switched from model version"  # core.model.predictor, when a new champion serves
+PROMOTED = "reaches the floor"  # worker.tasks, a retrain check whose candidate was promoted
 
 
 def free_port() -> int:
@@ -63,8 +74,8 @@ def variant(path: Path, rng: random.Random) -> bytes:
     return buffer.getvalue()
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, from /proc."""
+def rss_mb(pid: int, *, descendants: bool = True) -> float:
+    """Resident memory of ``pid`` and (unless told not to) all its descendants, from /proc."""
     total, todo = 0.0, [pid]
     while todo:
         current = todo.pop()
@@ -75,7 +86,8 @@ def rss_mb(pid: int) -> float:
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
-        todo.extend(int(child) for child in children)
+        if descendants:
+            todo.extend(int(child) for child in children)
     return total
 
 
@@ -103,17 +115,23 @@ class Tally:
             self.expected[kind] += 1
 
 
-class LockedCounter(logging.Handler):
-    """Counts log records of this process that mention a locked database."""
+class LogWatch(logging.Handler):
+    """Counts the log records of this process that mention a locked database, and the
+    desktop's model swaps."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.count = 0
+        super().__init__(logging.INFO)
+        self.locked = 0
+        self.switched = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
-        if LOCKED in text:
-            self.count += 1
+        self.locked += LOCKED in text
+        self.switched += SWITCHED in text
+
+
+def occurrences(log: Path, text: str) -> int:
+    return log.read_text(errors="replace").count(text)
 
 
 def prepare(home: Path, dataset: Path) -> str:
@@ -249,7 +267,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="classifi-soak-"))
     home = args.home or work / "home"
-    token = prepare(home, args.dataset)
+    # Training imports torch, which would stay in this process, the desktop's.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        token = child.submit(prepare, home, args.dataset).result()
     photos = sorted(args.dataset.glob("*/*.jpg"))
     port = free_port()
     env = {
@@ -281,18 +301,23 @@ def main() -> None:
                 raise SystemExit(f"the server did not become ready; see {logs['server']}")
             time.sleep(0.5)
 
-        locked = LockedCounter()
-        logging.getLogger().addHandler(locked)
+        watch = LogWatch()
+        logging.getLogger().addHandler(watch)
+        logging.getLogger("core.model.predictor").setLevel(logging.INFO)
         tally = Tally()
         duration = args.minutes * 60
         started = time.monotonic()
         until = started + duration
-        warm_up = min(60.0, duration / 5)
+        minimum_warm_up = min(60.0, duration / 5)
         processes = {
             "server (all workers)": server.pid,
             "worker": worker.pid,
             "desktop (this)": os.getpid(),
         }
+
+        def measure(pid: int) -> float:  # this process's children are measured apart
+            return rss_mb(pid, descendants=pid != os.getpid())
+
         print(
             f"soak: {args.clients} clients + the desktop for {args.minutes:g} min on {home}",
             flush=True,
@@ -301,9 +326,16 @@ def main() -> None:
             for number in range(args.clients):
                 pool.submit(http_client, url, token, photos, tally, until, number)
             pool.submit(desktop_local, home, photos, tally, until)
-            time.sleep(warm_up)
-            rss_start = {name: rss_mb(pid) for name, pid in processes.items()}
-        rss_end = {name: rss_mb(pid) for name, pid in processes.items()}
+            while time.monotonic() < until and not (
+                time.monotonic() - started >= minimum_warm_up
+                and occurrences(logs["worker"], PROMOTED) >= 1
+                and occurrences(logs["server"], SWITCHED) >= 1
+                and watch.switched >= 1
+            ):
+                time.sleep(1)
+            warm_up = time.monotonic() - started
+            rss_start = {name: measure(pid) for name, pid in processes.items()}
+        rss_end = {name: measure(pid) for name, pid in processes.items()}
         elapsed = time.monotonic() - started
     finally:
         stop(server)
@@ -318,17 +350,24 @@ def main() -> None:
     print(f"{'total':<18}{sum(tally.done.values()):>9}{sum(tally.errors.values()):>9}")
     for kind, example in tally.examples.items():
         print(f"  first {kind} error: {example}")
-    print(f"\n{'process':<22}{'RSS after warm-up':>18}{'RSS at end':>12}{'growth':>9}")
+    if warm_up >= elapsed:
+        print("\nthe warm-up never finished (no promoted retrain served by every process)")
+    else:
+        print(
+            f"\nwarm-up: {warm_up:.0f} s (until a retrain had promoted a champion and the "
+            "server and the desktop had swapped to one)"
+        )
+    print(f"{'process':<22}{'RSS after warm-up':>18}{'RSS at end':>12}{'growth':>9}")
     for name in processes:
         growth = (rss_end[name] - rss_start[name]) / max(rss_start[name], 1e-9)
         print(f"{name:<22}{rss_start[name]:>16.0f} MB{rss_end[name]:>9.0f} MB{growth:>+9.1%}")
-    in_logs = {name: path.read_text(errors="replace").count(LOCKED) for name, path in logs.items()}
+    in_logs = {name: occurrences(path, LOCKED) for name, path in logs.items()}
     print(
         f"\n'{LOCKED}': server log {in_logs['server']}, worker log {in_logs['worker']}, "
-        f"this process {locked.count}"
+        f"this process {watch.locked}"
     )
     with open(logs["worker"], errors="replace") as log:
-        retrains = sum("retrain check by" in line and "reaches the floor" in line for line in log)
+        retrains = sum("retrain check by" in line and PROMOTED in line for line in log)
     print(f"retrains that promoted a champion meanwhile: {retrains}; logs in {work}")
 
 

@@ -4,6 +4,7 @@
 can a plain ``gunicorn "edge_server.wsgi:create_app()"`` (settings from the environment),
 with the same result. In every process that serves it:
 
+- caps glibc's malloc arenas before any request thread starts (:mod:`core.memory`);
 - shares the Prometheus values of the workers of one gunicorn server through a directory
   named after their master, which ``/metrics`` merges (set before prometheus_client is
   first imported: it picks its value store then);
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import Settings, load_settings
+from core.memory import limit_malloc_arenas
 from edge_server.slow_clients import bound_request_reads
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
 
 def create_app(settings: Settings | None = None) -> Flask:
     """The app built from ``settings`` or, for a plain WSGI server, the environment."""
+    limit_malloc_arenas()
     settings = settings or load_settings(os.environ)
     share_metrics_between_workers()
     from edge_server.app import create_app as factory

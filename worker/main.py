@@ -21,6 +21,7 @@ from core import metrics
 from core.app import App
 from core.config import Settings
 from core.errors import ConfigError
+from core.memory import limit_malloc_arenas
 from worker.tasks import build_tasks
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def run(settings: Settings, *, workers: int = 2, worker_type: str = "thread") ->
     Two workers by default so a retrain (minutes of CPU, mostly in torch, which releases the
     GIL) never holds up an ingest queued behind it.
     """
+    limit_malloc_arenas()  # before the consumer's threads start
     tasks = build_tasks(settings)
     consumer = tasks.huey.create_consumer(
         workers=workers, worker_type=worker_type, periodic=True, check_worker_health=True
