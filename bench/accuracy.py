@@ -16,7 +16,7 @@ and img/s (end to end, JPEG bytes to embeddings, on the runtime chosen here; hal
 test-time averaging). Last, per backbone, the out-of-distribution flags on images that are
 not plant photos (tests/quality/samples.py).
 
-    .venv/bin/python bench/accuracy.py [--dataset DIR] [--folds 5] [--repeats 2]
+    .venv/bin/python bench/accuracy.py [--dataset DIR] [--folds 5] [--repeats 2] [--first-seed 0]
         [--backbones efficientnet_lite0 efficientnet_lite2] [--cache DIR] [--quick]
 """
 
@@ -158,6 +158,12 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seed of the first repeat: choose on one range of seeds, confirm on another",
+    )
+    parser.add_argument(
         "--backbones", nargs="+", default=[EFFICIENTNET_LITE0, EFFICIENTNET_LITE2, DINOV2]
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "classifi-bench")
@@ -170,7 +176,7 @@ def main() -> None:
     settings = load_settings({}, overrides={"home": args.cache / "home"})
     print(
         f"{len(data.paths)} photos ({', '.join(data.labels)}), {args.repeats} x stratified "
-        f"{args.folds}-fold, each fold trained on 70% of its training photos and calibrated "
+        f"{args.folds}-fold (seeds {args.first_seed}-{args.first_seed + args.repeats - 1}), each fold trained on 70% of its training photos and calibrated "
         "on 30%\n"
     )
     header = (
@@ -201,6 +207,7 @@ def main() -> None:
                 test_views=tta,
                 folds=args.folds,
                 repeats=args.repeats,
+                first_seed=args.first_seed,
             )
             print(
                 f"{backbone_id:<20}{epochs:>7}  {views_name:<12}{tta_name:<5}"

@@ -45,15 +45,18 @@ def cross_validate(
     test_views: Sequence[str],
     folds: int,
     repeats: int,
+    first_seed: int = 0,
 ) -> Scores:
-    """The scores of each of ``repeats`` x ``folds`` held-out folds."""
+    """The scores of each of ``repeats`` x ``folds`` held-out folds; repeat ``r`` shuffles and
+    trains with seed ``first_seed + r`` (choose a configuration on some seeds, confirm it on
+    others)."""
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     from core.model.fitting import fit_head
 
     scores = Scores([], [], [], [])
     seen = np.mean([vectors[view] for view in test_views], axis=0)  # test-time averaging
-    for repeat in range(repeats):
+    for repeat in range(first_seed, first_seed + repeats):
         splitter = StratifiedKFold(folds, shuffle=True, random_state=repeat)
         for train, test in splitter.split(seen, targets):
             learn, validation = train_test_split(
