@@ -70,7 +70,7 @@ class HeatmapToggle(QWidget):
         def draw() -> QImage:
             prediction = backend.explain(read_photo_file(row.path))
             assert prediction.heatmap is not None  # explain always draws one
-            return QImage.fromData(base64.b64decode(prediction.heatmap), "PNG")
+            return QImage.fromData(base64.b64decode(prediction.heatmap))  # a PNG, detected
 
         run_task(draw, lambda image: self._on_drawn(key, image), self._on_error)
 
