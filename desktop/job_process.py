@@ -78,6 +78,14 @@ def run_job(kind: str, settings: Settings, argument: Any, actor: str, reporter: 
     raise ValueError(f"unknown job {kind!r}: use one of {', '.join(JOBS)}")
 
 
+def audit_labels_in_child(settings: Settings, actor: str) -> list[dict[str, Any]]:
+    """The label audit, in a child process: cleanlab and scikit-learn never load in the
+    GUI's process (they crashed it, running beside Qt on a task's thread), and their few
+    hundred megabytes leave with the child."""
+    with App(settings, actor=actor) as app:
+        return [issue.to_dict() for issue in app.audit_labels()]
+
+
 def child_main(
     kind: str, settings: Settings, argument: Any, actor: str, events: Events, cancel: Flag
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from core.app import App
 from core.config import Settings
 from core.errors import ClassifiError
-from core.wire import ModelSummary, Prediction, RetrainOutcome, Submission
+from core.wire import LabelIssue, ModelSummary, Prediction, RetrainOutcome, Submission
 from desktop.backends.base import LOCAL, Backend, Queued
 
 ADMIN_ACTOR = "desktop-admin"
@@ -67,6 +68,18 @@ class LocalBackend(Backend):
             return None
         with self._install:  # the first classification and the status bar may race here
             return self.api.install_model(self.shipped_model.read_bytes())
+
+    def audit_labels(self) -> list[LabelIssue]:
+        """The label audit, run in a spawned child process (see ``audit_labels_in_child``)."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        from desktop.job_process import audit_labels_in_child
+
+        self.check_admin()
+        spawn = multiprocessing.get_context("spawn")  # never fork a process running Qt
+        with ProcessPoolExecutor(1, mp_context=spawn) as child:
+            issues = child.submit(audit_labels_in_child, self.settings, ADMIN_ACTOR).result()
+        return [LabelIssue.from_dict(issue) for issue in issues]
 
     def use_labels(self, labels: Sequence[str]) -> None:
         """Take the label set an import saved in the home (from now on in this process too)."""

@@ -172,7 +172,7 @@ def test_select_similar_then_one_key_labels_all_and_one_undo_restores_all(
         for row in range(admin.proxy.rowCount())
         if admin.proxy.index(row, 0).data(ITEM_ROLE).id == submitted[0].photo_id
     )
-    grid.setCurrentIndex(anchor)
+    grid.selectionModel().setCurrentIndex(anchor, QItemSelectionModel.SelectionFlag.ClearAndSelect)
     grid.setFocus()
     QTest.keyClick(grid, Qt.Key.Key_S)
     qtbot.waitUntil(lambda: len(admin.selected_items()) == SIMILAR_COUNT + 1, timeout=30_000)
