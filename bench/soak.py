@@ -4,23 +4,25 @@ On one embedded home (SQLite registry, folder bucket, SqliteHuey):
 - the edge server, ``classifi serve`` with 2 gunicorn workers;
 - a worker, ``classifi worker``, whose retrain check runs every minute (at least
   ``retrain_min_new`` approved photos retrain the model, so the champion changes under load);
-- the desktop's local mode (its real ``LocalBackend``) in this process, classifying,
-  submitting and reviewing;
-- ``--clients`` HTTP clients mixing predict (60 %), submit (25 %) and review (15 %).
+- the desktop in a process of its own, started as the app starts (``create_application``),
+  its real ``LocalBackend`` classifying, submitting and reviewing;
+- ``--clients`` HTTP clients in this process, mixing predict (60 %), submit (25 %) and
+  review (15 %).
 
 Submissions are shared photos re-encoded at a random quality and crop, so each one is new.
 Two reviewers racing for the same photo get a 409: that is counted apart, not as an error.
-It prints the requests and errors by kind, the RSS of every process after the warm-up and at
-the end, and every "database is locked" in any log. Goals: 0 errors, RSS growth < 10 % after
-the warm-up, no "database is locked".
+It prints the requests and errors by kind, the RSS of every process (server, worker, desktop,
+clients) and the photos stored after the warm-up and at the end, and every "database is
+locked" in any log. Goals: 0 errors, RSS growth < 10 % after the warm-up, no "database is
+locked".
 
 The warm-up lasts until every process has done each kind of its work once: at least a fifth
 of the run (60 s at most) has passed, the worker has finished a retrain that promoted a
 champion (its first loads torch and the backbone, which stay: its steady state), and the
-server and the desktop have each served a promoted model (their first swap). The home is prepared (ingest,
-first training) in a child process, so the desktop's RSS is its own, not that of a training
-it never does here; each process's RSS counts its children (gunicorn's workers under the
-server) but not the processes measured apart. Usage:
+server and the desktop have each served a promoted model (their first swap). The home is
+prepared (ingest, first training) in a child process, so that no process measured holds a
+training it never does here; each process's RSS counts its children (gunicorn's workers
+under the server) but not the processes measured apart. Usage:
 
     .venv/bin/python bench/soak.py [--minutes 10] [--clients 32] [--home HOME]
 """
@@ -34,6 +36,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -41,7 +44,10 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing.queues import Queue as QueueType
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from typing import Any
 
 import requests
 from PIL import Image
@@ -114,24 +120,46 @@ class Tally:
         with self.lock:
             self.expected[kind] += 1
 
+    def counts(self) -> dict[str, Counter[str]]:
+        return {"done": self.done, "errors": self.errors, "expected": self.expected}
+
+    def add(self, counts: dict[str, Counter[str]], examples: dict[str, str]) -> None:
+        """Counts and first errors from another process."""
+        with self.lock:
+            for name, counter in counts.items():
+                getattr(self, name).update(counter)
+            for kind, example in examples.items():
+                self.examples.setdefault(kind, example)
+
 
 class LogWatch(logging.Handler):
-    """Counts the log records of this process that mention a locked database, and the
-    desktop's model swaps."""
+    """Counts the log records of the desktop's process that mention a locked database, and
+    sets ``swapped`` when it serves a new champion."""
 
-    def __init__(self) -> None:
+    def __init__(self, swapped: EventType) -> None:
         super().__init__(logging.INFO)
         self.locked = 0
-        self.switched = 0
+        self.swapped = swapped
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
         self.locked += LOCKED in text
-        self.switched += SWITCHED in text
+        if SWITCHED in text:
+            self.swapped.set()
 
 
 def occurrences(log: Path, text: str) -> int:
     return log.read_text(errors="replace").count(text)
+
+
+def stored(home: Path) -> str:
+    """The photos and cached vectors in the home's registry, and its size with the WAL."""
+    database = home / "registry.db"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30) as registry:
+        (photos,) = registry.execute("SELECT count(*) FROM plants_data").fetchone()
+        (cached,) = registry.execute("SELECT count(*) FROM embeddings").fetchone()
+    size = sum(path.stat().st_size for path in home.glob("registry.db*")) / 2**20
+    return f"{photos} photos, {cached} vectors, {size:.0f} MB"
 
 
 def prepare(home: Path, dataset: Path) -> str:
@@ -213,10 +241,38 @@ def http_client(
             tally.failed(kind, repr(exc))
 
 
+def desktop_process(
+    home: Path,
+    photos: list[Path],
+    until: float,
+    swapped: EventType,
+    results: QueueType[dict[str, Any]],
+    measured: EventType,
+) -> None:
+    """The desktop in local mode on the same home, in a process started as the app starts
+    its own: classify, submit and review until ``until``; then it sends its counts to
+    ``results`` and lives on until its memory is ``measured``."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from desktop.app import create_application
+
+    create_application(["classifi-desktop"])
+    watch = LogWatch(swapped)
+    logging.getLogger().addHandler(watch)
+    logging.getLogger("core.model.predictor").setLevel(logging.INFO)
+    tally = Tally()
+    try:
+        desktop_local(home, photos, tally, until)
+    except Exception as exc:  # the start itself failed: counted, and the bench goes on
+        tally.failed("desktop start", repr(exc))
+    results.put({"counts": tally.counts(), "examples": tally.examples, "locked": watch.locked})
+    measured.wait(300)
+
+
 def desktop_local(home: Path, photos: list[Path], tally: Tally, until: float) -> None:
-    """The desktop's local mode on the same home: classify, submit and review."""
+    """The desktop's local mode: classify, submit and review."""
     from core.config import load_settings
     from core.errors import ClassifiError, Conflict, NotFound
+    from core.wire import ReviewAction
     from desktop.backends.local import LocalBackend
 
     rng = random.Random(7)
@@ -246,7 +302,7 @@ def desktop_local(home: Path, photos: list[Path], tally: Tally, until: float) ->
             else:
                 pending = backend.pending()[:5]
                 if pending:
-                    backend.review([rng.choice(pending).id], "approve")
+                    backend.review([rng.choice(pending).id], ReviewAction.APPROVE)
             tally.ok(kind)
         except (Conflict, NotFound):
             tally.refused_as_expected(kind)
@@ -267,8 +323,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="classifi-soak-"))
     home = args.home or work / "home"
-    # Training imports torch, which would stay in this process, the desktop's.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+    spawn = multiprocessing.get_context("spawn")
+    # Training imports torch, which would stay in the process that trained.
+    with ProcessPoolExecutor(1, mp_context=spawn) as child:
         token = child.submit(prepare, home, args.dataset).result()
     photos = sorted(args.dataset.glob("*/*.jpg"))
     port = free_port()
@@ -289,6 +346,8 @@ def main() -> None:
     server = start(["serve", "--port", str(port), "--workers", "2"], env, logs["server"])
     worker = start(["worker"], env, logs["worker"])
     url = f"http://127.0.0.1:{port}"
+    swapped, measured, results = spawn.Event(), spawn.Event(), spawn.Queue()
+    desktop: multiprocessing.process.BaseProcess | None = None
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -301,18 +360,23 @@ def main() -> None:
                 raise SystemExit(f"the server did not become ready; see {logs['server']}")
             time.sleep(0.5)
 
-        watch = LogWatch()
-        logging.getLogger().addHandler(watch)
-        logging.getLogger("core.model.predictor").setLevel(logging.INFO)
         tally = Tally()
         duration = args.minutes * 60
         started = time.monotonic()
-        until = started + duration
+        until = started + duration  # CLOCK_MONOTONIC: the same in the desktop's process
         minimum_warm_up = min(60.0, duration / 5)
+        desktop = spawn.Process(
+            target=desktop_process,
+            args=(home, photos, until, swapped, results, measured),
+            name="desktop",
+        )
+        desktop.start()
+        assert desktop.pid is not None
         processes = {
             "server (all workers)": server.pid,
             "worker": worker.pid,
-            "desktop (this)": os.getpid(),
+            "desktop": desktop.pid,
+            "clients (this)": os.getpid(),
         }
 
         def measure(pid: int) -> float:  # this process's children are measured apart
@@ -322,22 +386,34 @@ def main() -> None:
             f"soak: {args.clients} clients + the desktop for {args.minutes:g} min on {home}",
             flush=True,
         )
-        with ThreadPoolExecutor(args.clients + 1) as pool:
+        with ThreadPoolExecutor(args.clients) as pool:
             for number in range(args.clients):
                 pool.submit(http_client, url, token, photos, tally, until, number)
-            pool.submit(desktop_local, home, photos, tally, until)
-            while time.monotonic() < until and not (
-                time.monotonic() - started >= minimum_warm_up
-                and occurrences(logs["worker"], PROMOTED) >= 1
-                and occurrences(logs["server"], SWITCHED) >= 1
-                and watch.switched >= 1
-            ):
+
+            def warmed_up() -> bool:
+                return (
+                    time.monotonic() - started >= minimum_warm_up
+                    and occurrences(logs["worker"], PROMOTED) >= 1
+                    and occurrences(logs["server"], SWITCHED) >= 1
+                    and swapped.is_set()
+                )
+
+            while time.monotonic() < until and not warmed_up():
                 time.sleep(1)
-            warm_up = time.monotonic() - started
+            warm_up, warmed = time.monotonic() - started, warmed_up()
             rss_start = {name: measure(pid) for name, pid in processes.items()}
+            data_start = stored(home)
+        from_desktop = results.get(timeout=300)  # its last batch ends a little after ``until``
         rss_end = {name: measure(pid) for name, pid in processes.items()}
+        data_end = stored(home)
         elapsed = time.monotonic() - started
+        tally.add(from_desktop["counts"], from_desktop["examples"])
     finally:
+        measured.set()
+        if desktop is not None:
+            desktop.join(60)
+            if desktop.is_alive():
+                desktop.kill()
         stop(server)
         stop(worker)
 
@@ -350,7 +426,7 @@ def main() -> None:
     print(f"{'total':<18}{sum(tally.done.values()):>9}{sum(tally.errors.values()):>9}")
     for kind, example in tally.examples.items():
         print(f"  first {kind} error: {example}")
-    if warm_up >= elapsed:
+    if not warmed:
         print("\nthe warm-up never finished (no promoted retrain served by every process)")
     else:
         print(
@@ -361,10 +437,11 @@ def main() -> None:
     for name in processes:
         growth = (rss_end[name] - rss_start[name]) / max(rss_start[name], 1e-9)
         print(f"{name:<22}{rss_start[name]:>16.0f} MB{rss_end[name]:>9.0f} MB{growth:>+9.1%}")
+    print(f"registry after warm-up: {data_start}; at end: {data_end}")
     in_logs = {name: occurrences(path, LOCKED) for name, path in logs.items()}
     print(
         f"\n'{LOCKED}': server log {in_logs['server']}, worker log {in_logs['worker']}, "
-        f"this process {watch.locked}"
+        f"desktop {from_desktop['locked']}"
     )
     with open(logs["worker"], errors="replace") as log:
         retrains = sum("retrain check by" in line and PROMOTED in line for line in log)

@@ -1,5 +1,5 @@
 """Process-wide memory settings for the long-running, many-threaded processes (the edge
-server's workers, the queue worker).
+server's workers, the queue worker, the desktop app).
 
 glibc gives each thread that allocates a malloc arena of its own, up to 8 per core, and
 memory freed in one arena serves only the threads of that arena, so a process whose request

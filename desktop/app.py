@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from core.config import Settings
+from core.memory import limit_malloc_arenas
 from desktop import torch_preload
 from desktop.tasks import wait_for_tasks
 
@@ -90,8 +91,11 @@ def apply_theme(app: QApplication) -> None:
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:
-    """The one QApplication (reused if it exists, as under pytest-qt), themed and named.
-    torch, imported later off the GUI thread, loads its libraries without freezing it."""
+    """The one QApplication (reused if it exists, as under pytest-qt), themed and named: the
+    start of every desktop process. Its pool threads decode photos of every size, so glibc's
+    malloc arenas are capped first (core.memory); torch, imported later off the GUI thread,
+    loads its libraries without freezing it."""
+    limit_malloc_arenas()
     torch_preload.install()
     app = QApplication.instance()
     if not isinstance(app, QApplication):

@@ -26,8 +26,8 @@ from core.model.embeddings import EmbeddingCache
 from core.model.versions import champion
 from core.registry import Embedding, Photo, PhotoStatus, Registry
 from core.store import ObjectStore
-from core.vectors import Neighbour, closest, index_of
-from core.vectors.base import vectors_from_bytes
+from core.vectors import Neighbour, index_of
+from core.vectors.base import scan_closest
 from core.wire import Duplicate, SimilarPhoto
 
 #: Neighbours asked of the index beyond those wanted, for the few that are not photos to
@@ -152,23 +152,17 @@ def _similar_pending(
     """Among pending photos, by exact scan: the quota (``max_pending_submissions``, 5000 by
     default) keeps them few, and an index filtered down to a small share of its rows would
     have to walk most of them anyway."""
-    with registry.session() as session:
-        rows = session.execute(
-            select(Photo.sha256, Photo.id, Photo.status, Embedding.vector)
-            .join(Embedding, Embedding.sha256 == Photo.sha256)
-            .where(
-                Photo.status == PhotoStatus.PENDING,
-                Photo.moving_to.is_distinct_from(UPLOADING),
-                Embedding.backbone_id == backbone_id,
-                Embedding.dim == len(vector),
-            )
-        ).all()
-    rows = [row for row in rows if row.sha256 not in exclude_sha256s]
-    by_sha = {row.sha256: row for row in rows}
-    matrix = vectors_from_bytes([row.vector for row in rows], len(vector))
-    return [
-        SimilarPhoto(
-            photo_id=by_sha[n.sha256].id, status=by_sha[n.sha256].status, distance=n.distance
+    rows = (
+        select(Photo.sha256, Embedding.vector)
+        .join(Embedding, Embedding.sha256 == Photo.sha256)
+        .where(
+            Photo.status == PhotoStatus.PENDING,
+            Photo.moving_to.is_distinct_from(UPLOADING),
+            Photo.sha256.not_in(exclude_sha256s),
+            Embedding.backbone_id == backbone_id,
+            Embedding.dim == len(vector),
         )
-        for n in closest([row.sha256 for row in rows], matrix, vector, k)
-    ]
+    )
+    with registry.session() as session:
+        neighbours = scan_closest(session, rows, vector, k)
+    return _stored_photos(registry, neighbours, exclude_sha256s)

@@ -11,6 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from sqlalchemy import Select
     from sqlalchemy.orm import Session
 
     from core.registry import Registry
@@ -55,6 +56,24 @@ def closest(
         candidates = np.arange(len(distances))
     ranked = sorted((float(distances[row]), sha256s[row]) for row in candidates.tolist())
     return [Neighbour(sha256, distance) for distance, sha256 in ranked[:k]]
+
+
+#: Vectors a scan ranks at a time: about 5 MB at 1280 dimensions, however many are cached.
+SCAN_CHUNK = 1024
+
+
+def scan_closest(
+    session: Session, rows: Select[str, bytes], vector: np.ndarray, k: int
+) -> list[Neighbour]:
+    """:func:`closest` over every row (``sha256``, ``vector``) that ``rows`` selects, read
+    from the database a chunk at a time: the nearest ``k`` of all rows are among the nearest
+    ``k`` of each chunk, so a scan's memory does not grow with the number of photos."""
+    best: list[Neighbour] = []
+    for chunk in session.execute(rows.execution_options(yield_per=SCAN_CHUNK)).partitions():
+        matrix = vectors_from_bytes([row.vector for row in chunk], len(vector))
+        found = closest([row.sha256 for row in chunk], matrix, vector, k)
+        best = sorted([*best, *found], key=lambda n: (n.distance, n.sha256))[:k]
+    return best
 
 
 def vectors_from_bytes(blobs: Sequence[bytes], dim: int) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The exact scan: every cached vector of the backbone read from the registry and ranked.
 
 The reference the other indexes are tested against, and the fallback where neither pgvector
-nor sqlite-vec can run. It reads every vector on every query: about 5 KB per photo at 1280
-dimensions, fine for thousands of photos and far too slow for a million.
+nor sqlite-vec can run. It reads every vector on every query, a chunk at a time: about 5 KB
+per photo at 1280 dimensions, fine for thousands of photos and far too slow for a million.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core.registry import Embedding
-from core.vectors.base import Neighbour, VectorIndex, closest, vectors_from_bytes
+from core.vectors.base import Neighbour, VectorIndex, scan_closest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,11 +44,8 @@ class ExactScan(VectorIndex):
         """Nothing held open."""
 
     def nearest(self, backbone_id: str, vector: np.ndarray, k: int) -> list[Neighbour]:
+        rows = select(Embedding.sha256, Embedding.vector).where(
+            Embedding.backbone_id == backbone_id, Embedding.dim == len(vector)
+        )
         with self.registry.session() as session:
-            rows = session.execute(
-                select(Embedding.sha256, Embedding.vector).where(
-                    Embedding.backbone_id == backbone_id, Embedding.dim == len(vector)
-                )
-            ).all()
-        matrix = vectors_from_bytes([row.vector for row in rows], len(vector))
-        return closest([row.sha256 for row in rows], matrix, vector, k)
+            return scan_closest(session, rows, vector, k)

@@ -1,5 +1,6 @@
 """The long-running processes cap glibc's malloc arenas (core.memory): counted in a child
-process, from glibc's own report of its heaps, after eight threads have allocated."""
+process, from glibc's own report of its heaps, after eight threads have allocated. The
+desktop app caps them where each of its processes starts (``create_application``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ CHILD = textwrap.dedent(
 
     if sys.argv[1] == "capped":
         limit_malloc_arenas()
+    elif sys.argv[1] == "desktop":
+        from desktop.app import create_application
+
+        create_application(["classifi-desktop"])
     allocated, done = threading.Barrier({threads} + 1), threading.Event()
 
     def allocate():  # a thread's first malloc takes an arena for it
@@ -51,7 +56,7 @@ def heaps(mode: str, tmp_path: Path, **env: str) -> int:
     environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     subprocess.run(
         [sys.executable, "-c", CHILD, mode, str(report)],
-        env={**environment, "PYTHONPATH": str(REPO_ROOT), **env},
+        env={**environment, "PYTHONPATH": str(REPO_ROOT), "QT_QPA_PLATFORM": "offscreen", **env},
         check=True,
         timeout=60,
     )
@@ -65,3 +70,7 @@ def test_the_cap_holds_many_threads_to_few_arenas(tmp_path: Path) -> None:
 
 def test_an_explicit_malloc_arena_max_wins(tmp_path: Path) -> None:
     assert heaps("capped", tmp_path, MALLOC_ARENA_MAX="4") > MALLOC_ARENAS
+
+
+def test_the_desktop_app_caps_them_as_it_starts(tmp_path: Path) -> None:
+    assert heaps("desktop", tmp_path) <= MALLOC_ARENAS
