@@ -2,12 +2,10 @@
 server's workers, the queue worker, the desktop app).
 
 glibc gives each thread that allocates a malloc arena of its own, up to 8 per core, and
-memory freed in one arena serves only the threads of that arena, so a process whose request
-threads decode photos of every size holds far more than it uses. In 4-minute runs of
-bench/soak.py (16 threads per server worker) the server held 1085 MB after the warm-up and
-grew 9 % with the default arenas, 613-810 MB and 6 % or less with 2, at the same prediction
-throughput (bench/serve.py's load, within its noise): ONNX Runtime and OpenVINO allocate their
-tensors themselves, the threads mostly decode photos.
+memory freed in one arena serves only the threads of that arena, so a process whose threads
+decode photos of every size holds far more than it uses. Two arenas keep the prediction
+throughput (the runtimes allocate their tensors themselves) and stop that growth
+(bench/soak.py measures it).
 """
 
 from __future__ import annotations
