@@ -239,6 +239,7 @@ class Stack:
     edge_urls: list[str]
     workers: list[Native]
     api: str  # the balancer
+    balancer_stats: str  # its CSV of every server's state in every backend
     prometheus: str
     mlflow: str
     s3: str
@@ -429,6 +430,7 @@ def stack(
             edge_urls=edge_urls,
             workers=workers,
             api=f"http://127.0.0.1:{ports['api']}",
+            balancer_stats=f"http://127.0.0.1:{ports['monitor']}/stats;csv",
             prometheus=f"http://127.0.0.1:{ports['prometheus']}",
             mlflow=f"http://127.0.0.1:{ports['mlflow']}",
             s3=s3,
