@@ -59,8 +59,8 @@ class AdminWindow(QMainWindow):
         self.setWindowTitle("Review submissions")
         self.resize(1100, 700)
 
-        self.model = PendingModel()
-        self.proxy = PendingFilter(self.model)
+        self.model = PendingModel(self)
+        self.proxy = PendingFilter(self.model, self)
         self.grid = QListView()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)

@@ -87,8 +87,9 @@ class ClassifyRun(QObject):
         settings: Settings,
         classify: Classify,
         batch_size: int = BATCH_SIZE,
+        parent: QObject | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(parent)
         self.settings = settings
         self.classify = classify
         self.batch_size = batch_size

@@ -125,8 +125,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("ClassifiImage")
         self.setAcceptDrops(True)
 
-        self.results = ResultsModel(self.settings.unsure_below)
-        self.proxy = ResultsFilter(self.results)
+        self.results = ResultsModel(self.settings.unsure_below, self)
+        self.proxy = ResultsFilter(self.results, self)
         self._build_views()
         self._build_toolbar()
         self._build_status_bar()
@@ -422,7 +422,9 @@ class MainWindow(QMainWindow):
         if self.run is not None and self.run.running:
             self.waiting_drops.extend(paths)
             return
-        run = ClassifyRun(self.settings, self.backend.classify)
+        if self.run is not None:
+            self.run.deleteLater()  # ended; Qt deletes it, not Python's collector in a cycle
+        run = ClassifyRun(self.settings, self.backend.classify, parent=self)
         run.expanded.connect(self._on_expanded)
         run.batch_done.connect(self._on_batch)
         run.progress.connect(self._on_progress)

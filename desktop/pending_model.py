@@ -8,6 +8,7 @@ from typing import Any
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     QRect,
     QSize,
@@ -28,8 +29,8 @@ TILE = QSize(150, 170)
 class PendingModel(QAbstractTableModel):
     """The pending submissions, most useful first (the order the review service gives)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)  # Qt deletes it with its window, never Python's collector
         self.items: list[PendingPhoto] = []
         self.thumbnails: dict[int, QPixmap] = {}
         self.chosen: dict[int, str] = {}  # labels set with the digit keys, not yet decided
@@ -93,8 +94,8 @@ class PendingModel(QAbstractTableModel):
 class PendingFilter(QSortFilterProxyModel):
     """All pending photos, or only those whose proposed label disagrees with the model."""
 
-    def __init__(self, source: PendingModel) -> None:
-        super().__init__()
+    def __init__(self, source: PendingModel, parent: QObject) -> None:
+        super().__init__(parent)
         self.setSourceModel(source)
         self.disagreeing_only = False
 

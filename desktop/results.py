@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     QRect,
     QSize,
@@ -79,8 +80,8 @@ HEADERS = {
 class ResultsModel(QAbstractTableModel):
     """The photos of the current session, in the order they were dropped."""
 
-    def __init__(self, unsure_below: float) -> None:
-        super().__init__()
+    def __init__(self, unsure_below: float, parent: QObject) -> None:
+        super().__init__(parent)  # Qt deletes it with its window, never Python's collector
         self.rows: list[PhotoRow] = []
         self._index_of: dict[Path, int] = {}
         self.unsure_below = unsure_below
@@ -247,8 +248,8 @@ ERRORS = "Errors"
 class ResultsFilter(QSortFilterProxyModel):
     """Show one label, the unsure photos or the errors; sorts on the model's SORT_ROLE."""
 
-    def __init__(self, source: ResultsModel) -> None:
-        super().__init__()
+    def __init__(self, source: ResultsModel, parent: QObject) -> None:
+        super().__init__(parent)
         self.setSourceModel(source)
         self.setSortRole(SORT_ROLE)
         self.choice = ALL
