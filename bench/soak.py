@@ -12,8 +12,8 @@ On one embedded home (SQLite registry, folder bucket, SqliteHuey):
 Submissions are shared photos re-encoded at a random quality and crop, so each one is new.
 Two reviewers racing for the same photo get a 409: that is counted apart, not as an error.
 It prints the requests and errors by kind, the RSS of every process (server, worker, desktop,
-clients) and the photos stored after the warm-up and at the end, and every "database is
-locked" in any log. Goals: 0 errors, RSS growth < 10 % after the warm-up, no "database is
+clients) with its anonymous and file-backed parts, the photos stored after the warm-up and at
+the end, and every "database is locked" in any log. Goals: 0 errors, RSS growth < 10 % after the warm-up, no "database is
 locked".
 
 The warm-up lasts until every process has done each kind of its work once: at least a fifth
@@ -80,15 +80,22 @@ def variant(path: Path, rng: random.Random) -> bytes:
     return buffer.getvalue()
 
 
-def rss_mb(pid: int, *, descendants: bool = True) -> float:
+#: /proc/PID/status fields, in MB once read: all resident memory, then its two main parts.
+#: Anonymous is private (heaps, arenas: where a leak shows); file-backed is mapped files (the
+#: libraries, the vector store's mmap of a growing database), pages the kernel may reclaim.
+RESIDENT_FIELDS = {"VmRSS": "total", "RssAnon": "anonymous", "RssFile": "files"}
+
+
+def resident_mb(pid: int, *, descendants: bool = True) -> dict[str, float]:
     """Resident memory of ``pid`` and (unless told not to) all its descendants, from /proc."""
-    total, todo = 0.0, [pid]
+    total, todo = dict.fromkeys(RESIDENT_FIELDS.values(), 0.0), [pid]
     while todo:
         current = todo.pop()
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
+                field, _, value = line.partition(":")
+                if field in RESIDENT_FIELDS:
+                    total[RESIDENT_FIELDS[field]] += int(value.split()[0]) / 1024
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
@@ -379,8 +386,8 @@ def main() -> None:
             "clients (this)": os.getpid(),
         }
 
-        def measure(pid: int) -> float:  # this process's children are measured apart
-            return rss_mb(pid, descendants=pid != os.getpid())
+        def measure(pid: int) -> dict[str, float]:  # this process's children are apart
+            return resident_mb(pid, descendants=pid != os.getpid())
 
         print(
             f"soak: {args.clients} clients + the desktop for {args.minutes:g} min on {home}",
@@ -433,10 +440,21 @@ def main() -> None:
             f"\nwarm-up: {warm_up:.0f} s (until a retrain had promoted a champion and the "
             "server and the desktop had swapped to one)"
         )
-    print(f"{'process':<22}{'RSS after warm-up':>18}{'RSS at end':>12}{'growth':>9}")
+    print(
+        f"{'process':<22}{'RSS after warm-up':>18}{'RSS at end':>12}{'growth':>9}"
+        f"{'anonymous':>22}{'files':>18}"
+    )
     for name in processes:
-        growth = (rss_end[name] - rss_start[name]) / max(rss_start[name], 1e-9)
-        print(f"{name:<22}{rss_start[name]:>16.0f} MB{rss_end[name]:>9.0f} MB{growth:>+9.1%}")
+        before, after = rss_start[name], rss_end[name]
+        growth = {part: (after[part] - before[part]) / max(before[part], 1e-9) for part in before}
+        print(
+            f"{name:<22}{before['total']:>16.0f} MB{after['total']:>9.0f} MB"
+            f"{growth['total']:>+9.1%}"
+            + "".join(
+                f"{before[part]:>7.0f}→{after[part]:.0f} MB {growth[part]:>+6.1%}"
+                for part in ("anonymous", "files")
+            )
+        )
     print(f"registry after warm-up: {data_start}; at end: {data_end}")
     in_logs = {name: occurrences(path, LOCKED) for name, path in logs.items()}
     print(
