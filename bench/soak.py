@@ -13,8 +13,8 @@ Submissions are shared photos re-encoded at a random quality and crop, so each o
 Two reviewers racing for the same photo get a 409: that is counted apart, not as an error.
 It prints the requests and errors by kind, the RSS of every process (server, worker, desktop,
 clients) with its anonymous and file-backed parts, the photos stored after the warm-up and at
-the end, and every "database is locked" in any log. Goals: 0 errors, RSS growth < 10 % after the warm-up, no "database is
-locked".
+the end, and every "database is locked" in any log. Goals: 0 errors, RSS growth < 10 % after
+the warm-up, no "database is locked".
 
 The warm-up lasts until every process has done each kind of its work once: at least a fifth
 of the run (60 s at most) has passed, the worker has finished a retrain that promoted a

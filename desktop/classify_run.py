@@ -87,7 +87,8 @@ class ClassifyRun(QObject):
         settings: Settings,
         classify: Classify,
         batch_size: int = BATCH_SIZE,
-        parent: QObject | None = None,
+        *,
+        parent: QObject,
     ) -> None:
         super().__init__(parent)
         self.settings = settings
