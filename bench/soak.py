@@ -87,21 +87,22 @@ RESIDENT_FIELDS = {"VmRSS": "total", "RssAnon": "anonymous", "RssFile": "files"}
 
 
 def resident_mb(pid: int, *, descendants: bool = True) -> dict[str, float]:
-    """Resident memory of ``pid`` and (unless told not to) all its descendants, from /proc."""
-    total, todo = dict.fromkeys(RESIDENT_FIELDS.values(), 0.0), [pid]
+    """Resident memory of ``pid`` and (unless told not to) all its descendants, from /proc,
+    by part: ``{"total": MB, "anonymous": MB, "files": MB}``."""
+    resident, todo = dict.fromkeys(RESIDENT_FIELDS.values(), 0.0), [pid]
     while todo:
         current = todo.pop()
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 field, _, value = line.partition(":")
                 if field in RESIDENT_FIELDS:
-                    total[RESIDENT_FIELDS[field]] += int(value.split()[0]) / 1024
+                    resident[RESIDENT_FIELDS[field]] += int(value.split()[0]) / 1024
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
         if descendants:
             todo.extend(int(child) for child in children)
-    return total
+    return resident
 
 
 class Tally:
