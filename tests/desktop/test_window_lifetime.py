@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from core.config import Settings
+from desktop.admin_window import open_admin_window
 from desktop.app import preferences
 from desktop.main_window import MainWindow
 
@@ -38,4 +39,24 @@ def test_closing_the_window_deletes_its_models_and_classification_runs(
     window.deleteLater()
     QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert not shiboken6.isValid(window)
+    assert [type(obj).__name__ for obj in owned if shiboken6.isValid(obj)] == []
+
+
+def test_closing_the_main_window_deletes_the_review_window_and_its_models(
+    trained_settings: Settings, qtbot: QtBot
+) -> None:
+    window = MainWindow(trained_settings, preferences(trained_settings))
+    window.show()
+    qtbot.waitUntil(lambda: window._champion_known, timeout=60_000)
+    window.backend.choose_admin_password("a review window's lifetime")
+    window.backend.sign_in("a review window's lifetime")
+    review = open_admin_window(window)
+    assert review is not None
+    qtbot.waitUntil(lambda: review.statusBar().currentMessage() == "0 pending", timeout=30_000)
+    owned = [review, review.model, review.proxy]
+    assert all(shiboken6.isValid(obj) for obj in owned)
+
+    window.close()
+    window.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert [type(obj).__name__ for obj in owned if shiboken6.isValid(obj)] == []
