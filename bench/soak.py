@@ -349,6 +349,7 @@ def main() -> None:
             for route in ("PREDICT", "SUBMIT", "OTHER")
         },
         "CLASSIFI_MAX_PENDING_PER_SUBMITTER": "1000000",
+        "CLASSIFI_WORKER_METRICS_PORT": str(free_port()),  # two soaks can run side by side
     }
     logs = {"server": work / "server.log", "worker": work / "worker.log"}
     server = start(["serve", "--port", str(port), "--workers", "2"], env, logs["server"])
@@ -416,6 +417,11 @@ def main() -> None:
         data_end = stored(home)
         elapsed = time.monotonic() - started
         tally.add(from_desktop["counts"], from_desktop["examples"])
+        exited = [
+            name
+            for name, process in (("server", server), ("worker", worker))
+            if process.poll() is not None
+        ]
     finally:
         measured.set()
         if desktop is not None:
@@ -465,6 +471,8 @@ def main() -> None:
     with open(logs["worker"], errors="replace") as log:
         retrains = sum("retrain check by" in line and PROMOTED in line for line in log)
     print(f"retrains that promoted a champion meanwhile: {retrains}; logs in {work}")
+    if exited:
+        raise SystemExit(f"\nthe {' and the '.join(exited)} exited during the soak: see its log")
 
 
 if __name__ == "__main__":
