@@ -18,6 +18,15 @@ from desktop.admin_window import open_admin_window
 from desktop.app import preferences
 from desktop.main_window import MainWindow
 
+ADMIN_PASSWORD = "a review window's lifetime"
+
+
+def close_and_delete(window: MainWindow) -> None:
+    """Close the window as the user does, then let Qt delete what it owns."""
+    window.close()
+    window.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
 
 def test_closing_the_window_deletes_its_models_and_classification_runs(
     trained_settings: Settings, qtbot: QtBot, unseen_photos: dict[str, list[Path]]
@@ -35,9 +44,7 @@ def test_closing_the_window_deletes_its_models_and_classification_runs(
     owned = [window.results, window.proxy, runs[1]]
     assert all(shiboken6.isValid(obj) for obj in owned)
 
-    window.close()
-    window.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    close_and_delete(window)
     assert not shiboken6.isValid(window)
     assert [type(obj).__name__ for obj in owned if shiboken6.isValid(obj)] == []
 
@@ -48,15 +55,13 @@ def test_closing_the_main_window_deletes_the_review_window_and_its_models(
     window = MainWindow(trained_settings, preferences(trained_settings))
     window.show()
     qtbot.waitUntil(lambda: window._champion_known, timeout=60_000)
-    window.backend.choose_admin_password("a review window's lifetime")
-    window.backend.sign_in("a review window's lifetime")
+    window.backend.choose_admin_password(ADMIN_PASSWORD)
+    window.backend.sign_in(ADMIN_PASSWORD)
     review = open_admin_window(window)
     assert review is not None
     qtbot.waitUntil(lambda: review.statusBar().currentMessage() == "0 pending", timeout=30_000)
     owned = [review, review.model, review.proxy]
     assert all(shiboken6.isValid(obj) for obj in owned)
 
-    window.close()
-    window.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    close_and_delete(window)
     assert [type(obj).__name__ for obj in owned if shiboken6.isValid(obj)] == []
