@@ -72,7 +72,9 @@ def stored(store: LocalStore, dataset_photos: dict[str, list[Path]]) -> list[tup
 
 
 @pytest.fixture
-def lite(settings: Settings) -> Backbone:
+def lite(settings: Settings, embedded_home: Path) -> Backbone:
+    """Its files copied from the session's embedded home, as a second home on one machine does:
+    not exported and measured again for each test."""
     return get_backbone(EFFICIENTNET_LITE0, settings)
 
 

@@ -197,3 +197,22 @@ def test_an_export_made_on_an_installation_probes_its_own_photos(
     with np.load(export.probe_path) as probe:
         assert probe["pixels"].shape == (files.PROBE_SIZE, 224, 224, 3)
         assert probe["embeddings"].shape == (files.PROBE_SIZE, 1280)
+
+
+def test_a_new_home_copies_the_export_of_any_known_home_still_there(
+    trained: TrainedSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backbones, "_exports", {})
+    first = ensure_export(EFFICIENTNET_LITE0, trained.settings)
+    in_home = lambda name: trained.settings.model_copy(update={"home": tmp_path / name})  # noqa: E731
+    ensure_export(EFFICIENTNET_LITE0, in_home("second"))
+    shutil.rmtree(tmp_path / "second")  # a home deleted since: a user's old one, a test's
+
+    def exported_again(*_args: object) -> None:
+        raise AssertionError("exported again although the first home still has the files")
+
+    monkeypatch.setattr(backbones, "export_backbone", exported_again)
+    third = ensure_export(EFFICIENTNET_LITE0, in_home("third"))
+    assert third.onnx.parent == tmp_path / "third" / "runtimes" and third.key == first.key
+    # This machine's runtime measurement came along: the third home does not measure again.
+    assert (third.onnx.parent / f"{third.stem}.selection.json").is_file()

@@ -129,7 +129,8 @@ def current_weights_sha256(backbone_id: str, settings: Settings) -> str:
 
 ProbePhotos = Callable[[], Sequence[Image.Image]]
 
-_exports: dict[str, Export] = {}  # key -> an export this process made or found
+# key -> the exports this process made or found, oldest first: a home's may be deleted since
+_exports: dict[str, list[Export]] = {}
 _selections: dict[tuple[str, str, int | None, str], Selection] = {}
 _built: dict[tuple[str, str, int | None], Backbone] = {}
 _built_lock = threading.RLock()
@@ -160,8 +161,9 @@ def ensure_export(
     key = export_key(module.ID, wanted, module.PREPROCESSING)
     with _built_lock:
         found = find_export(settings, module.ID, key)
-        if found is None and key in _exports and _exports[key].sidecar.is_file():
-            _copy_export(_exports[key], writable_dir(settings))
+        source = next((e for e in _exports.get(key, ()) if e.sidecar.is_file()), None)
+        if found is None and source is not None:
+            _copy_export(source, writable_dir(settings))
             found = find_export(settings, module.ID, key)  # verified, as any found file
         if found is None and not installed("torch"):
             found = _legacy_export(settings, module, wanted)
@@ -175,7 +177,9 @@ def ensure_export(
                     "runtimes folder of the machine that trained it, or retrain."
                 )
             found = export_backbone(settings, module, wanted, probe_photos())
-        _exports[key] = found
+        known = _exports.setdefault(key, [])
+        if found not in known:
+            known.append(found)
         return found
 
 
