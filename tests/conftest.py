@@ -12,7 +12,7 @@ import pytest
 from core.config import Settings, load_settings
 from tests.installation import S3_TEST_CREDENTIALS
 
-pytest_plugins = ["tests.services", "tests.homes"]
+pytest_plugins = ["tests.services", "tests.homes", "tests.image"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

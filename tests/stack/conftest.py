@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 
 from core.app.remote import RemoteApp
 from core.config import Settings, load_settings
+from tests.image import ImageRuntimes
 from tests.services import debian_binary, free_port, pgserver_bin, run_moto
 from tests.test_compose import app_environment, resolved
 
@@ -286,7 +287,10 @@ def admin_token_printed(edges: list[Native]) -> str:
 
 @pytest.fixture(scope="module")
 def stack(
-    resolved: dict[str, Any], pgvector_server: str, tmp_path_factory: pytest.TempPathFactory
+    resolved: dict[str, Any],
+    pgvector_server: str,
+    image_runtimes: ImageRuntimes,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     haproxy = debian_binary("haproxy", "haproxy")
     prometheus = debian_binary("prometheus", "prometheus")
@@ -296,8 +300,10 @@ def stack(
         (folder / name).mkdir()
     pg_bin = pgserver_bin()
     base = {
-        # What the image has besides the Compose environment: its tools, its user's home.
+        # What the image has besides the Compose environment: its tools, its user's home, the
+        # backbone its build exported.
         "PATH": f"{BIN}:{pg_bin or '/usr/bin'}:/usr/sbin:/usr/bin:/bin",
+        "CLASSIFI_RUNTIME_SEARCH_PATH": str(image_runtimes.folder),
         "HOME": str(folder / "user"),
         "TMPDIR": str(folder / "tmp"),
         "LANG": "C.UTF-8",
