@@ -8,6 +8,7 @@ import base64
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import select, update
 from classifi.cli import cli
 from core.app import App
 from core.imaging import check_photo
+from core.loop import label_audit
 from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
 from core.model.crossval import cross_validate
 from core.model.embeddings import EmbeddingCache
@@ -154,6 +156,29 @@ def test_label_audit_finds_flipped_labels(own_app: App) -> None:
     assert [row["score"] for row in issues] == sorted(row["score"] for row in issues)
     top = {row["photo_id"] for row in issues[:20]}
     assert len(top & {photo_id for photo_id, _ in flipped}) >= 8
+
+
+def test_the_label_audit_is_computed_again_only_when_the_training_set_changes(
+    own_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed = []
+
+    def counted(*args: Any, **kwargs: Any) -> np.ndarray:
+        computed.append(1)
+        return real(*args, **kwargs)
+
+    real = label_audit.out_of_fold_probabilities
+    monkeypatch.setattr(label_audit, "out_of_fold_probabilities", counted)
+    first = own_app.audit_labels()
+    assert own_app.audit_labels() == first and len(computed) == 1
+    with own_app.registry.session() as session:
+        grass = session.scalars(
+            select(Photo.id).where(Photo.status == PhotoStatus.TRAINED, Photo.label == "grass")
+        ).first()
+    assert grass is not None
+    own_app.relabel(grass, "dandelion")
+    after = own_app.audit_labels()
+    assert len(computed) == 2 and grass in {issue.photo_id for issue in after}
 
 
 def test_relabel_and_remove_move_the_photo_and_are_audited(own_app: App) -> None:
