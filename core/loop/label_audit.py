@@ -68,6 +68,7 @@ def audit_labels(
 ) -> list[LabelIssue]:
     """The training photos cleanlab suspects of a wrong label, most suspicious first, on the
     champion's backbone (the configured one before the first model)."""
+    global _latest
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -94,7 +95,6 @@ def audit_labels(
         )
     else:
         backbone = get_backbone(resolve_backbone_id(settings), settings)
-    global _latest
     inputs = (
         tuple(photos),
         tuple(labels),

@@ -161,13 +161,12 @@ def test_label_audit_finds_flipped_labels(own_app: App) -> None:
 def test_the_label_audit_is_computed_again_only_when_the_training_set_changes(
     own_app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    computed = []
+    real, computed = label_audit.out_of_fold_probabilities, []
 
     def counted(*args: Any, **kwargs: Any) -> np.ndarray:
         computed.append(1)
         return real(*args, **kwargs)
 
-    real = label_audit.out_of_fold_probabilities
     monkeypatch.setattr(label_audit, "out_of_fold_probabilities", counted)
     first = own_app.audit_labels()
     assert own_app.audit_labels() == first and len(computed) == 1

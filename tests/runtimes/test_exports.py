@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from core.app import App
+from core.config import Settings
 from core.errors import ModelError
 from core.model import artifacts, backbones
 from core.model.backbones import EFFICIENTNET_LITE0, efficientnet_lite0, ensure_export
@@ -204,7 +205,10 @@ def test_a_new_home_copies_the_export_of_any_known_home_still_there(
 ) -> None:
     monkeypatch.setattr(backbones, "_exports", {})
     first = ensure_export(EFFICIENTNET_LITE0, trained.settings)
-    in_home = lambda name: trained.settings.model_copy(update={"home": tmp_path / name})  # noqa: E731
+
+    def in_home(name: str) -> Settings:
+        return trained.settings.model_copy(update={"home": tmp_path / name})
+
     ensure_export(EFFICIENTNET_LITE0, in_home("second"))
     shutil.rmtree(tmp_path / "second")  # a home deleted since: a user's old one, a test's
 
