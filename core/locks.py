@@ -142,9 +142,15 @@ def _advisory_lock(registry: Registry, purpose: str) -> Iterator[LockHolder]:
             raise translate_db_error(error, registry.safe_url) from error
         if not taken:
             raise _held(_advisory_holder(registry))
-        yield holder
+        try:
+            yield holder
+        finally:
+            # Unlock before closing: the server ends a closed session's backend, and frees
+            # its locks, only a moment later, so a close alone leaves the lock briefly held.
+            with contextlib.suppress(exc.SQLAlchemyError):  # a lost session holds nothing
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
     finally:
-        # Closing the session releases the lock; the connection never returns to the pool.
+        # The session carries the holder's application_name: it never returns to the pool.
         connection.invalidate()
         connection.close()
 
