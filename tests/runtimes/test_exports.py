@@ -219,4 +219,4 @@ def test_a_new_home_copies_the_export_of_any_known_home_still_there(
     third = ensure_export(EFFICIENTNET_LITE0, in_home("third"))
     assert third.onnx.parent == tmp_path / "third" / "runtimes" and third.key == first.key
     # This machine's runtime measurement came along: the third home does not measure again.
-    assert (third.onnx.parent / f"{third.stem}.selection.json").is_file()
+    assert (third.onnx.parent / f"{third.stem}.auto.selection.json").is_file()

@@ -3,8 +3,12 @@ recorded in the home, restricted by the setting, and shown by status with its re
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,22 @@ from core.model.head import LinearHead
 from core.model.runtimes import selection as selection_module
 from core.model.runtimes.files import Export
 from core.model.runtimes.selection import Candidate, Selection, select
+from tests.conftest import REPO_ROOT
 from tests.model.conftest import TrainedSystem
+
+BLAS_THREADS = """
+import json, sys
+from threadpoolctl import threadpool_info
+from core.config import load_settings
+from core.model.backbones import EFFICIENTNET_LITE0, get_backbone
+
+def blas_threads():
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+before = blas_threads()
+get_backbone(EFFICIENTNET_LITE0, load_settings({}, overrides={"home": sys.argv[1]}))
+print(json.dumps({"before": before, "after": blas_threads()}))
+"""
 
 
 @pytest.mark.slow
@@ -39,15 +58,15 @@ def test_status_names_the_runtime_in_use_and_why(trained: TrainedSystem) -> None
     )
 
 
+def no_measuring(*_args: Any) -> Any:
+    raise AssertionError("measured again")
+
+
 @pytest.mark.slow
 def test_a_recorded_measurement_is_reused_until_the_machine_changes(
     trained: TrainedSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorded = runtime_selection(EFFICIENTNET_LITE0, trained.settings)
-
-    def no_measuring(*_args: Any) -> Any:
-        raise AssertionError("measured again")
-
     monkeypatch.setattr(selection_module, "measure", no_measuring)
     network = network_of(recorded.export, trained.settings)
     again = select(network, recorded.export)
@@ -56,6 +75,22 @@ def test_a_recorded_measurement_is_reused_until_the_machine_changes(
     monkeypatch.setattr(selection_module, "machine", lambda threads: {"cpu": "another one"})
     with pytest.raises(AssertionError, match="measured again"):
         select(network, recorded.export)
+
+
+@pytest.mark.slow
+def test_each_runtime_setting_keeps_its_own_measurement(
+    trained: TrainedSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trying runtime = onnxruntime and going back to auto measures nothing again."""
+    auto = runtime_selection(EFFICIENTNET_LITE0, trained.settings)
+    only_onnxruntime = trained.settings.model_copy(update={"runtime": "onnxruntime"})
+    measured = select(network_of(auto.export, only_onnxruntime), auto.export)
+    monkeypatch.setattr(selection_module, "measure", no_measuring)
+    again = select(network_of(auto.export, trained.settings), auto.export)
+    assert again.candidates == auto.candidates and again.measured_at == auto.measured_at
+    assert select(network_of(auto.export, only_onnxruntime), auto.export).candidates == (
+        measured.candidates
+    )
 
 
 @pytest.mark.slow
@@ -110,3 +145,20 @@ def test_a_model_whose_answers_would_change_gets_the_next_runtime() -> None:
     assert chosen.choose()[0] == fast  # the fastest, for embedding
     candidate, reason = chosen.choose(head)
     assert candidate == slow and "agree with torch fp32's on only 66.7%" in reason
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="numpy's BLAS has one thread anyway")
+def test_numpy_blas_leaves_the_cores_to_the_runtime(trained: TrainedSystem) -> None:
+    """Its idle threads spin after each product and slowed classification by a third."""
+    done = subprocess.run(
+        [sys.executable, "-c", BLAS_THREADS, str(trained.settings.home)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    threads = json.loads(done.stdout.splitlines()[-1])
+    assert threads["before"] and max(threads["before"]) > 1  # numpy's default: every core
+    assert set(threads["after"]) == {1}

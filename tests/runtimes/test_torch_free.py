@@ -128,7 +128,7 @@ def test_shipped_files_on_the_search_path_serve_a_home_without_them(
     assert sorted(p.name for p in shipped.iterdir()) == sorted(
         f"{export.stem}{suffix}" for suffix in (".onnx", ".probe.npz", ".json")
     )
-    assert (home / "runtimes" / f"{export.stem}.selection.json").is_file()
+    assert (home / "runtimes" / f"{export.stem}.auto.selection.json").is_file()
 
 
 @pytest.mark.slow

@@ -32,7 +32,12 @@ from core.config import Settings
 from core.errors import ConfigError, ModelError
 from core.model.backbone import Backbone
 from core.model.head import LinearHead
-from core.model.runtimes import Network, installed, runtime_module
+from core.model.runtimes import (
+    Network,
+    installed,
+    limit_numpy_blas_to_one_thread,
+    runtime_module,
+)
 from core.model.runtimes.files import (
     EXPORT_COMMAND,
     LEGACY_EXPORTERS,
@@ -240,6 +245,7 @@ def get_backbone(
     with _built_lock:
         cache_key = (selection.export.key, candidate.kind, settings.inference_threads)
         if cache_key not in _built:
+            limit_numpy_blas_to_one_thread()
             engine = runtime_module(candidate.runtime).load(
                 selection.network, candidate.precision, settings.inference_threads
             )

@@ -10,6 +10,7 @@ Modules are imported on first use, so naming a runtime imports nothing heavy.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass
@@ -91,3 +92,14 @@ def runtime_module(runtime_id: str) -> ModuleType:
             f"Unknown runtime {runtime_id!r}: use one of {', '.join((AUTO, *RUNTIME_IDS))}."
         )
     return importlib.import_module(RUNTIMES[runtime_id])
+
+
+@functools.cache
+def limit_numpy_blas_to_one_thread() -> None:
+    """numpy's BLAS on one thread in this process, from the first engine on. Its products
+    here are small (a head, the k nearest training photos), and its idle threads spin for a
+    while after each one, taking the cores from the runtime's threads: one thread made
+    classification a third faster (bench/serve.py)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")

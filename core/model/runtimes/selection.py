@@ -193,14 +193,16 @@ class Selection:
         }
 
 
-def _record_paths(folder: Path, export: Export) -> tuple[Path, Path]:
-    return folder / f"{export.stem}.selection.json", folder / f"{export.stem}.selection.npz"
+def _record_paths(folder: Path, export: Export, setting: str) -> tuple[Path, Path]:
+    # One record per setting: switching runtime = torch and back measures each only once.
+    base = f"{export.stem}.{setting}.selection"
+    return folder / f"{base}.json", folder / f"{base}.npz"
 
 
 def _read(
     folder: Path, network: Network, export: Export, setting: str, here: dict[str, Any]
 ) -> Selection | None:
-    record_path, outputs_path = _record_paths(folder, export)
+    record_path, outputs_path = _record_paths(folder, export, setting)
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if (record["key"], record["setting"], record["machine"]) != (export.key, setting, here):
@@ -223,7 +225,7 @@ def _read(
 
 def _write(folder: Path, selection: Selection, here: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    record_path, outputs_path = _record_paths(folder, selection.export)
+    record_path, outputs_path = _record_paths(folder, selection.export, selection.setting)
 
     def write_outputs(path: Path) -> None:
         with path.open("wb") as handle:
