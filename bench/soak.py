@@ -14,7 +14,8 @@ Two reviewers racing for the same photo get a 409: that is counted apart, not as
 It prints the requests and errors by kind, the RSS of every process (server, worker, desktop,
 clients) with its anonymous and file-backed parts, the photos stored after the warm-up and at
 the end, and every "database is locked" in any log. Goals: 0 errors, RSS growth < 10 % after
-the warm-up, no "database is locked".
+the warm-up, no "database is locked". It exits non-zero on an error, a "database is locked"
+or a process that died (``tests/hardening/test_soak.py`` runs it in a short form).
 
 The warm-up lasts until every process has done each kind of its work once: at least a fifth
 of the run (60 s at most) has passed, the worker has finished a retrain that promoted a
@@ -471,8 +472,13 @@ def main() -> None:
     with open(logs["worker"], errors="replace") as log:
         retrains = sum("retrain check by" in line and PROMOTED in line for line in log)
     print(f"retrains that promoted a champion meanwhile: {retrains}; logs in {work}")
-    if exited:
-        raise SystemExit(f"\nthe {' and the '.join(exited)} exited during the soak: see its log")
+    failures = [f"the {name} exited during the soak: see its log" for name in exited]
+    if errors := sum(tally.errors.values()):
+        failures.append(f"{errors} requests failed")
+    if locked := sum(in_logs.values()) + from_desktop["locked"]:
+        failures.append(f"'{LOCKED}' {locked} times")
+    if failures:
+        raise SystemExit("\nsoak failed: " + "; ".join(failures))
 
 
 if __name__ == "__main__":

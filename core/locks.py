@@ -8,6 +8,11 @@ when the holder dies (SIGKILL or a power cut included):
 - PostgreSQL registry: a session-level advisory lock, shared by every machine on the
   database, released when the holding connection closes.
 
+There is no Redis lease: workers that share a Redis queue on several machines share the
+PostgreSQL registry too (SQLite cannot be shared across machines), so its advisory lock
+already spans them, and on one machine the file lock does. A lease would be a second lock on
+the same processes, one that a stalled renewal can lose while its holder still works.
+
 The holder writes who it is (host, pid, purpose, since), so ``classifi status`` and
 ``classifi doctor`` can say who holds it. Taking a held lock never waits: it raises
 :class:`LockHeld`, naming the holder.

@@ -34,6 +34,11 @@ def command(ctx: click.Context, repair: bool, as_json: bool) -> None:
             f"{report.photos} photo row(s), {report.objects} photo object(s), "
             f"{report.models} model version(s) checked."
         )
+        if report.lock_holder:
+            console.print(
+                f"Maintenance lock held: {report.lock_holder}. What it is doing can show as "
+                "unfinished below."
+            )
         if report.issues:
             table = Table(title="Issues")
             for column in ("Kind", "Subject", "Problem", "Repaired"):

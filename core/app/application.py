@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -474,11 +475,14 @@ class App:
         return embed_photos(self.settings, self.registry, self.store, backbone_id, photos)
 
     def doctor(self, *, repair: bool = False) -> DoctorReport:
-        """Check bucket/registry consistency; repairs hold the maintenance lock."""
+        """Check bucket/registry consistency; repairs hold the maintenance lock. A check
+        names the lock's holder, if any: a retrain under way shows as unfinished."""
         from core.loop.doctor import check_consistency
 
         if not repair:
-            return check_consistency(self.settings, self.registry, self.store)
+            report = check_consistency(self.settings, self.registry, self.store)
+            holder = self.lock_holder()
+            return replace(report, lock_holder=None if holder is None else holder.describe())
         with self.maintenance("repair"):
             return check_consistency(self.settings, self.registry, self.store, repair=True)
 

@@ -13,7 +13,8 @@ Checks, each with its repair:
 - stray temporary files of the local store: deleted once older than the grace period;
 - an unfinished retrain run: reported (the next ``classifi retrain-check`` finishes it).
 
-Repairs must not race a retrain: the CLI holds the worker's retrain lock while repairing.
+Repairs must not race a retrain: callers hold the maintenance lock while repairing
+(``App.doctor``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class DoctorReport:
     objects: int = 0
     models: int = 0
     issues: list[Issue] = field(default_factory=list)
+    #: Who held the maintenance lock during a check (whose work under way can look unfinished).
+    lock_holder: str | None = None
 
     @property
     def clean(self) -> bool:
@@ -89,6 +92,7 @@ class DoctorReport:
             "objects": self.objects,
             "models": self.models,
             "issues": [issue.to_dict() for issue in self.issues],
+            "lock_holder": self.lock_holder,
         }
 
 

@@ -1,10 +1,12 @@
 """Hypothesis drives core.imaging with malformed and truncated bytes of every supported
 format: the only exceptions are the project's own, and nothing is decoded beyond the pixel
-limit (every decode is watched through Pillow's real ``ImageFile.load``)."""
+limit (every decode is watched through Pillow's real ``ImageFile.load``). Large JPEGs, whole
+or damaged, take the reduced-scale path: decoded at least halved, in their EXIF orientation."""
 
 from __future__ import annotations
 
 import io
+import random
 import struct
 import zlib
 from collections.abc import Iterator
@@ -16,12 +18,13 @@ from PIL import Image, ImageFile
 
 from core.config import Settings, load_settings
 from core.errors import ImageTooLarge, InvalidImage
-from core.imaging import EXTENSIONS, check_photo, decode_stored
+from core.imaging import DECODE_MIN_SIDE, EXTENSIONS, ORIENTATION_TAG, check_photo, decode_stored
 
 # Pillow warns about the damage it meets (corrupt EXIF, oversized tags): expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
 
 LIMITS = load_settings({}, overrides={"home": "/nonexistent", "max_image_pixels": 250_000})
+LARGE_LIMITS = LIMITS.model_copy(update={"max_image_pixels": 6_000_000})
 MODES = {
     "JPEG": ["RGB", "L", "CMYK"],
     "PNG": ["RGB", "RGBA", "L", "P", "I;16", "LA"],
@@ -64,8 +67,21 @@ def images(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
-def damaged(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(images()))
+def large_jpegs(draw: st.DrawFn) -> bytes:
+    """Photos large enough to decode at reduced scale (1/2 to 1/4), in any EXIF orientation."""
+    width, height = draw(st.integers(2 * DECODE_MIN_SIDE, 2400)), draw(st.integers(1040, 2400))
+    texture = random.Random(draw(st.integers(0, 2**16))).randbytes(64 * 48 * 3)
+    noise = Image.frombytes("RGB", (64, 48), texture)
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = draw(st.integers(1, 8))
+    buffer = io.BytesIO()
+    noise.resize((width, height)).save(buffer, "JPEG", quality=draw(st.integers(30, 95)), exif=exif)
+    return buffer.getvalue()
+
+
+@st.composite
+def damaged(draw: st.DrawFn, source: st.SearchStrategy[bytes]) -> bytes:
+    data = bytearray(draw(source))
     for _ in range(draw(st.integers(0, 8))):
         position = draw(st.integers(0, len(data) - 1))
         data[position] = draw(st.integers(0, 255))
@@ -79,7 +95,7 @@ def assert_within_limits(sizes: list[tuple[int, int]], limits: Settings) -> None
 
 
 @FUZZ
-@given(data=damaged())
+@given(data=damaged(images()))
 def test_damaged_bytes_raise_only_our_errors(data: bytes, decoded_sizes: list) -> None:
     try:
         photo = check_photo(data, LIMITS)
@@ -102,6 +118,39 @@ def test_valid_images_of_every_format_decode_to_rgb(data: bytes, decoded_sizes: 
     assert photo.image.mode == "RGB"
     assert decode_stored(data).size == photo.image.size  # the stored path sees the same pixels
     assert_within_limits(decoded_sizes, LIMITS)
+
+
+LARGE_FUZZ = settings(FUZZ, max_examples=40)  # each photo is megapixels: fewer of them
+
+
+@LARGE_FUZZ
+@given(data=large_jpegs())
+def test_large_jpegs_decode_at_reduced_scale_in_their_orientation(
+    data: bytes, decoded_sizes: list
+) -> None:
+    earlier = len(decoded_sizes)  # the fixture lives across the examples
+    photo = check_photo(data, LARGE_LIMITS)
+    with Image.open(io.BytesIO(data)) as opened:
+        full_width, full_height = opened.size
+        turned = opened.getexif()[ORIENTATION_TAG] >= 5  # 5-8 swap width and height
+    assert (photo.width, photo.height) == ((full_height, full_width) if turned else opened.size)
+    (decoded,) = set(decoded_sizes[earlier:])  # one decode (load runs again as a no-op)
+    # At least halved (the decoder rounds a scaled side up).
+    assert decoded[0] <= (full_width + 1) // 2 and decoded[1] <= (full_height + 1) // 2
+    assert min(decoded) >= DECODE_MIN_SIDE
+    assert photo.image.size == (decoded[::-1] if turned else decoded)
+    assert decode_stored(data).size == photo.image.size
+
+
+@LARGE_FUZZ
+@given(data=damaged(large_jpegs()))
+def test_damaged_large_jpegs_raise_only_our_errors(data: bytes, decoded_sizes: list) -> None:
+    try:
+        photo = check_photo(data, LARGE_LIMITS)
+    except InvalidImage:
+        return
+    assert photo.image.mode == "RGB"
+    assert_within_limits(decoded_sizes, LARGE_LIMITS)
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -109,14 +109,23 @@ def trained_home(
 
 @pytest.fixture
 def make_system(
-    tmp_path: Path, trained_home: Path, dataset_vectors: dict[str, np.ndarray]
+    tmp_path: Path,
+    trained_home: Path,
+    dataset_photos: dict[str, list[Path]],
+    dataset_vectors: dict[str, np.ndarray],
 ) -> Iterator[Callable[..., System]]:
-    """Copies of the trained installation, each on its own home."""
+    """Copies of the trained installation, each on its own home; with a PostgreSQL
+    ``registry_url``, the same installation made anew on that database."""
     opened: list[System] = []
 
     def build(name: str = "home", **overrides: Any) -> System:
-        shutil.copytree(trained_home, tmp_path / name)
-        system = System.open(tmp_path / name, **overrides)
+        if str(overrides.get("registry_url", "")).startswith("postgresql"):
+            system = System.open(tmp_path / name, **overrides)
+            base = split(dataset_photos, BASE_PER_LABEL)[0]
+            install(system, base, dataset_vectors, tmp_path / f"{name}-source")
+        else:
+            shutil.copytree(trained_home, tmp_path / name)
+            system = System.open(tmp_path / name, **overrides)
         seed_cache(system, dataset_vectors)  # submissions of shared photos embed nothing
         opened.append(system)
         return system

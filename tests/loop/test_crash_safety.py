@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from core.app import App
+from core.locks import lock_holder
 from core.loop.doctor import check_consistency
 from core.loop.moves import UPLOADING
 from core.loop.policy import retrain_check
@@ -23,8 +24,9 @@ from core.loop.submissions import submit_photo
 from core.model.versions import list_versions
 from core.registry import ModelState, Photo, PhotoStatus, RetrainRun
 from core.store import RAW_PREFIX
-from tests.installation import System
+from tests.installation import System, run_classifi
 from tests.loop.conftest import BASE_PER_LABEL, folder_label, submit_and_approve
+from worker.tasks import build_tasks
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +191,7 @@ from core.locks import maintenance_lock
 from core.loop.policy import retrain_check
 from tests.installation import System
 
-home, where, nth = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+home, registry_url, where, nth = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 seen = []
 
 def checkpoint(step):
@@ -201,34 +203,80 @@ def checkpoint(step):
 def progress(stage, done, total):
     checkpoint(f"{stage}:{done}")
 
-system = System.open(home)
+system = System.open(home, registry_url=registry_url)
 with maintenance_lock(system.registry, "retrain"):  # as every retrain runs: under the lock
     retrain_check(system.settings, system.registry, system.store, checkpoint=checkpoint,
                   progress=progress)
 """
 
+KILL_POINTS = [
+    ("retrain:run-opened", 1),
+    ("move:object-moved", 5),
+    ("retrain:photos-moved", 1),
+    ("train:4", 1),
+    ("retrain:candidate-trained", 1),
+    ("retrain:gated", 1),
+]
+
+
+def finish_with_the_command(system: System) -> None:
+    """A plain ``classifi retrain-check``, as a user would type it after the crash."""
+    registry, backbone = system.settings.registry_url, system.settings.backbone
+    settings = {"REGISTRY_URL": registry, "BACKBONE": backbone}
+    finished = run_classifi(system.settings.home, "retrain-check", settings=settings)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+
+
+def wait_for_the_lock_to_go(system: System) -> None:
+    """PostgreSQL ends a dead client's backend, and its advisory lock, a moment after."""
+    deadline = time.monotonic() + 30
+    while lock_holder(system.registry) is not None:
+        assert time.monotonic() < deadline, f"still held: {lock_holder(system.registry)}"
+        time.sleep(0.05)
+
+
+# Each kill point once on SQLite and every other one on PostgreSQL, finished in turn by the
+# command and by the worker.
+FINISHERS = ("command", "worker")
+
 
 @pytest.mark.parametrize(
-    ("where", "nth"),
-    [("move:object-moved", 5), ("train:4", 1), ("retrain:candidate-trained", 1)],
+    ("registry", "finisher", "where", "nth"),
+    [("sqlite", FINISHERS[i % 2], *point) for i, point in enumerate(KILL_POINTS)]
+    + [
+        pytest.param("postgresql", FINISHERS[i % 2], *point, marks=pytest.mark.integration)
+        for i, point in enumerate(KILL_POINTS[1::2])
+    ],
 )
-def test_retrain_survives_sigkill(make_system, fresh_photos, where: str, nth: int) -> None:
-    system: System = make_system()
+def test_retrain_survives_sigkill(
+    make_system, fresh_photos, request, registry: str, finisher: str, where: str, nth: int
+) -> None:
+    overrides = (
+        {} if registry == "sqlite" else {"registry_url": request.getfixturevalue("postgres_url")}
+    )
+    system: System = make_system(**overrides)
+    # A worker that is running before the crash and keeps running after it.
+    worker = build_tasks(system.settings)
+    scheduled = worker.huey.execute(worker.retrain_check.s())
+    assert not scheduled["due"], scheduled
     submit_and_approve(system, fresh_photos["dandelion"][:5] + fresh_photos["grass"][:5])
-    system.registry.dispose()
+
     killed = subprocess.run(
-        [sys.executable, "-c", KILLER, str(system.settings.home), where, str(nth)],
+        [sys.executable, "-c", KILLER, str(system.settings.home), system.settings.registry_url,
+         where, str(nth)],
         cwd=REPO_ROOT,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         capture_output=True,
         timeout=600,
-    )
+    )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    restarted = System.open(system.settings.home)
-    assert_nothing_lost(restarted)
-    # The killed holder's lock is gone: a plain check takes it, with no flag and no restart.
-    with App(restarted.settings, actor="tester") as app:
-        outcome = app.retrain_check()
-    assert outcome.due and outcome.candidate_version is not None
-    assert_retrained_once(restarted)
-    restarted.registry.dispose()
+    assert_nothing_lost(system)
+    # The killed holder's lock is gone: the next check takes it, with no flag and no restart.
+    if finisher == "command":
+        finish_with_the_command(system)
+    else:
+        wait_for_the_lock_to_go(system)
+        outcome = worker.huey.execute(worker.retrain_check.s())
+        assert outcome["due"] and outcome["candidate_version"] is not None, outcome
+    worker.app.close()
+    assert_retrained_once(system)

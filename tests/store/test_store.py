@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 from core.config import Settings
 from core.errors import InvalidKey, NotFound, StoreUnavailable
 from core.store import ObjectStore, label_prefix, open_store, photo_key
+from tests.conftest import REPO_ROOT
 from tests.services import free_port
 
 BAD_KEYS = [
@@ -134,18 +138,38 @@ class TestObjectStore:
         store.ping()
 
 
+# A writer killed between writing its temp file and renaming it into place.
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from core.store import LocalStore
+
+os.replace = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+LocalStore(Path(sys.argv[1])).put("raw/grass/b.jpg", b"half")
+"""
+
+
 def test_local_store_hides_an_interrupted_write(tmp_path: Path) -> None:
-    """A temp file left by a killed writer is never listed or read as an object."""
+    """The temp file a killed writer leaves is never listed or read as an object."""
     from core.store import LocalStore
 
     store = LocalStore(tmp_path / "bucket")
     store.put("raw/grass/a.jpg", b"a")
-    (tmp_path / "bucket" / "raw" / "grass" / ".tmp-killed.part").write_bytes(b"half")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path / "bucket")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (left,) = {path.name for path in (tmp_path / "bucket" / "raw" / "grass").iterdir()} - {"a.jpg"}
+    assert (tmp_path / "bucket" / "raw" / "grass" / left).read_bytes() == b"half"
 
     assert list(store.list()) == ["raw/grass/a.jpg"]
     for read in (store.exists, store.get):
         with pytest.raises(InvalidKey, match="unfinished write"):
-            read("raw/grass/.tmp-killed.part")
+            read(f"raw/grass/{left}")
 
 
 @pytest.mark.timeout(60)

@@ -21,8 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NEVER = "0 0 31 2 *"
 
 
-def start_worker(home: Path, log: Path, **settings: str) -> subprocess.Popen[bytes]:
-    """``classifi worker`` on ``home``, its log in ``log``; ``settings`` as CLASSIFI_* variables."""
+def start_worker(
+    home: Path, log: Path, *, threads: int = 2, **settings: str
+) -> subprocess.Popen[bytes]:
+    """``classifi worker`` on ``home`` with ``threads`` worker threads, its log in ``log``;
+    ``settings`` as CLASSIFI_* variables."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CLASSIFI_")}
     env.update(
         {
@@ -36,7 +39,7 @@ def start_worker(home: Path, log: Path, **settings: str) -> subprocess.Popen[byt
         }
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "classifi", "worker", "--workers", "2"],
+        [sys.executable, "-m", "classifi", "worker", "--workers", str(threads)],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -4,7 +4,6 @@ with SIGKILL leaves nothing behind. Real locks, real SQLite and Redis queues."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from core.app import App
 from core.config import Settings
 from core.errors import TaskFailed
 from core.model.versions import list_versions
-from tests.installation import System
+from tests.installation import System, run_classifi
 from tests.services import free_port
 from tests.worker.conftest import REPO_ROOT, run_next_task
 from worker.tasks import STOOD_DOWN, build_tasks, enqueue_retrain, task_result
@@ -56,30 +55,21 @@ def lock_holder() -> Iterator[Callable[[Settings], subprocess.Popen[str]]]:
         holder.wait()
 
 
-def classifi(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CLASSIFI_")}
-    return subprocess.run(
-        [sys.executable, "-m", "classifi", "--home", str(settings.home), *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_a_held_lock_stops_a_command_with_the_holders_name(settings: Settings, lock_holder) -> None:
     holder = lock_holder(settings)
     for command in (["retrain-check"], ["doctor", "--repair"]):
-        refused = classifi(settings, *command)
+        refused = run_classifi(settings.home, *command)
         assert refused.returncode == 1, refused.stderr
         assert f"The maintenance lock is held (repair by pid {holder.pid} on " in refused.stderr
+    checked = run_classifi(settings.home, "doctor")  # a check needs no lock, and says who holds it
+    assert checked.returncode == 0, checked.stderr
+    assert f"Maintenance lock held: repair by pid {holder.pid} on " in checked.stdout
 
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    repaired = classifi(settings, "doctor", "--repair")  # nothing left to clear by hand
+    repaired = run_classifi(settings.home, "doctor", "--repair")  # nothing left to clear by hand
     assert repaired.returncode == 0, repaired.stderr
-    assert "Consistent." in repaired.stdout
+    assert "Consistent." in repaired.stdout and "Maintenance lock held" not in repaired.stdout
 
 
 @pytest.mark.parametrize("queue", ["sqlite", pytest.param("redis", marks=pytest.mark.integration)])
@@ -128,6 +118,6 @@ def test_status_names_the_holder(settings: Settings, lock_holder) -> None:
         assert app.status()["maintenance_lock"] is None
         holder = lock_holder(settings)
         assert f"repair by pid {holder.pid} on " in app.status()["maintenance_lock"]
-    status = classifi(settings, "status")
+    status = run_classifi(settings.home, "status")
     assert status.returncode == 0, status.stderr
     assert f"Maintenance lock held: repair by pid {holder.pid}" in status.stdout
