@@ -14,16 +14,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.edge.conftest import copy_home
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_process_writes_one_sqlite_home_without_a_failure(
-    tmp_path: Path, dataset_dir: Path
+    tmp_path: Path, dataset_dir: Path, edge_home: Path
 ) -> None:
+    home = copy_home(edge_home, tmp_path / "home")  # trained: the soak starts at once
     soak = subprocess.run(
         [sys.executable, "bench/soak.py", "--minutes", "1.5", "--clients", "8",
-         "--dataset", str(dataset_dir)],
+         "--dataset", str(dataset_dir), "--home", str(home)],
         cwd=REPO_ROOT,
         env={**os.environ, "TMPDIR": str(tmp_path)},  # its home and logs, removed with tmp_path
         capture_output=True,
