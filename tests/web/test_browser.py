@@ -88,7 +88,8 @@ def shown_width(image: Locator) -> int:
 def sign_in(page: Page, token: str) -> None:
     page.goto("/admin")
     page.get_by_label("Admin token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    with page.expect_navigation():  # the admin page's scripts have run once it has loaded
+        page.get_by_role("button", name="Sign in").click()
 
 
 def test_a_shared_photo_gets_its_label(phone: Page, server: LiveServer, dataset_dir: Path) -> None:
